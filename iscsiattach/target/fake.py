@@ -1,0 +1,130 @@
+"""An in-memory target with the same contract as LIO, for unit tests.
+
+It keeps the state LIO would keep (targets, TPG attributes, portals, LUNs,
+storage objects, ACLs with CHAP and mapped LUNs), holds foreign targets that
+tests put there, and refuses what the kernel would refuse (a missing backing
+file, a non-block device for iblock). Tests change ``targets`` directly to
+play an administrator who edits configfs behind our back.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from iscsiattach.exception import NotFound
+from iscsiattach.target.base import AUTH_METHOD, TargetBackend, check_backing
+from iscsiattach.target.model import (
+    SECURE_TPG_ATTRIBUTES, AclState, Backing, ExportInfo,
+    ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
+
+
+@dataclass
+class FakeAcl:
+    chap: object              # ChapCredentials | None
+    mapped_luns: dict[int, bool] = field(default_factory=dict)
+
+
+@dataclass
+class FakeTarget:
+    tpg_enabled: bool = False
+    # A new TPG in LIO starts open (authentication off); export closes it.
+    tpg_attributes: dict[str, str] = field(default_factory=lambda: {
+        "authentication": "0", "generate_node_acls": "0",
+        "demo_mode_write_protect": "1", "cache_dynamic_acls": "0"})
+    auth_method: str = "CHAP,None"
+    portals: set[Portal] = field(default_factory=set)
+    lun0: str | None = None              # storage object name
+    acls: dict[str, FakeAcl] = field(default_factory=dict)
+
+
+@dataclass
+class FakeStorageObject:
+    backing: Backing
+    serial: str
+
+
+class FakeBackend(TargetBackend):
+    def __init__(self, prefix: str | None = None, **kwargs) -> None:
+        super().__init__(**({"prefix": prefix} if prefix else {}))
+        self._lock = threading.RLock()
+        self.targets: dict[str, FakeTarget] = {}
+        self.storage_objects: dict[str, FakeStorageObject] = {}
+        self.calls: list[str] = []       # operation log, for tests of retries
+
+    # -- operations ---------------------------------------------------------
+    def export(self, spec: ExportSpec) -> ExportInfo:
+        with self._lock:
+            self.calls.append("export")
+            iqn = self.target_iqn(spec.volume_id)
+            self._converge_storage_object(spec)
+            tgt = self.targets.setdefault(iqn, FakeTarget())
+            tgt.tpg_attributes.update(SECURE_TPG_ATTRIBUTES)
+            tgt.auth_method = AUTH_METHOD
+            tgt.portals = set(spec.portals)
+            tgt.lun0 = spec.name
+            tgt.tpg_enabled = True
+            return self.export_info(spec)
+
+    def unexport(self, volume_id: str) -> bool:
+        with self._lock:
+            self.calls.append("unexport")
+            iqn = self.target_iqn(volume_id)
+            found = self.targets.pop(iqn, None) is not None
+            found |= self.storage_objects.pop(volume_name(volume_id), None) is not None
+            return found
+
+    def authorize(self, volume_id: str, grant: Grant) -> None:
+        with self._lock:
+            self.calls.append("authorize")
+            tgt = self._target(volume_id)
+            if tgt.lun0 is None:
+                raise NotFound(f"volume {volume_id} has no LUN 0 to map")
+            acl = tgt.acls.setdefault(grant.initiator, FakeAcl(chap=None))
+            acl.chap = grant.chap
+            acl.mapped_luns = {0: grant.read_only}
+
+    def deauthorize(self, volume_id: str, initiator: str) -> bool:
+        with self._lock:
+            self.calls.append("deauthorize")
+            validate_iqn(initiator)
+            tgt = self.targets.get(self.target_iqn(volume_id))
+            return tgt is not None and tgt.acls.pop(initiator, None) is not None
+
+    def list_exports(self) -> list[str]:
+        with self._lock:
+            n = len(self.prefix + "volume-")
+            return sorted(iqn[n:] for iqn in self.targets
+                          if iqn.startswith(self.prefix + "volume-"))
+
+    def inspect(self, volume_id: str) -> ExportState | None:
+        with self._lock:
+            iqn = self.target_iqn(volume_id)
+            tgt = self.targets.get(iqn)
+            if tgt is None:
+                return None
+            so = self.storage_objects.get(tgt.lun0) if tgt.lun0 else None
+            return ExportState(
+                volume_id=volume_id, target_iqn=iqn, tpg_enabled=tgt.tpg_enabled,
+                tpg_attributes=dict(tgt.tpg_attributes), auth_method=tgt.auth_method,
+                portals=frozenset(tgt.portals),
+                lun0_backing=so.backing if so else None,
+                unit_serial=so.serial if so else None,
+                acls={i: AclState(i, a.chap, dict(a.mapped_luns))
+                      for i, a in tgt.acls.items()})
+
+    # -- helpers ------------------------------------------------------------
+    def _target(self, volume_id: str) -> FakeTarget:
+        tgt = self.targets.get(self.target_iqn(volume_id))
+        if tgt is None:
+            raise NotFound(f"volume {volume_id} is not exported")
+        return tgt
+
+    def _converge_storage_object(self, spec: ExportSpec) -> None:
+        so = self.storage_objects.get(spec.name)
+        if so is not None and so.backing == spec.backing:
+            so.serial = unit_serial(spec.volume_id)
+            return
+        check_backing(spec.backing)
+        self.storage_objects[spec.name] = FakeStorageObject(
+            spec.backing, unit_serial(spec.volume_id))
+

@@ -1,0 +1,405 @@
+"""LIO through rtslib-fb: the only module in iscsiattach that imports rtslib.
+
+Layout in configfs for volume ``V`` (name ``volume-V``):
+
+    target/iscsi/<prefix>volume-V/tpgt_1/{attrib,param,np,lun/lun_0,acls/<initiator>}
+    target/core/<fileio|iblock>_<index>/volume-V       (the storage object)
+
+Every lookup is O(1) in the number of exports: rtslib objects are built in
+``mode='lookup'``/``'any'`` from a path we compute, and the storage object's
+backstore (HBA) index is derived from the volume id (``_hba_slots``), so we
+never use rtslib's backstore cache (a walk over all of ``core/`` that goes
+stale across processes) nor ``StorageObject.delete()`` (which walks every LUN
+of every target). Only ``list_exports`` walks, for the reconciler.
+
+rtslib and kernel errors become ``TargetError``; messages name objects, never
+CHAP secrets. All operations hold the LIO lock (an external oslo.concurrency
+lock when ``lock_path`` is given), and rtslib objects live only inside one
+locked operation, so nothing cached outlives a change made by someone else.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+import rtslib_fb
+from oslo_concurrency import lockutils
+from rtslib_fb import (BlockStorageObject, FabricModule, FileIOStorageObject,
+                       LUN, MappedLUN, NetworkPortal, NodeACL, Target, TPG)
+from rtslib_fb.utils import RTSLibError
+
+from iscsiattach.exception import (IscsiAttachError, InvalidInput, NotFound,
+                                   TargetError, TargetUnavailable)
+from iscsiattach.secret import Secret
+from iscsiattach.target.base import AUTH_METHOD, TargetBackend, check_backing
+from iscsiattach.target.model import (
+    SECURE_TPG_ATTRIBUTES, AclState, Backing, BackingKind, ChapCredentials,
+    ExportInfo, ExportSpec, ExportState, Grant, Portal, unit_serial,
+    validate_iqn, validate_volume_id, volume_name)
+
+LOG = logging.getLogger(__name__)
+CONFIGFS = Path("/sys/kernel/config/target")
+TPG_TAG = 1
+# Backstore (HBA) indexes we use: the upper half of rtslib's range, which
+# rtslib/targetcli (lowest free index first) reach only past 2**19 objects.
+HBA_BASE = 1 << 19
+HBA_SPAN = 1 << 19
+# Slots probed per volume: a hash collision moves to the next slot. Eight
+# slots all taken at 10,000 volumes has odds near 1e-14.
+HBA_PROBE = 8
+_DIRPREFIX = {BackingKind.FILE: "fileio", BackingKind.BLOCK: "iblock"}
+_KIND_OF_DIR = {v: k for k, v in _DIRPREFIX.items()}
+_VOLUME_RE = re.compile(r"^volume-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+def _hba_slots(volume_id: str) -> list[int]:
+    start = int(volume_id.replace("-", ""), 16) % HBA_SPAN
+    return [HBA_BASE + (start + i) % HBA_SPAN for i in range(HBA_PROBE)]
+
+
+@contextlib.contextmanager
+def _translated(action: str, secret_bearing: bool = False):
+    """Turn rtslib/kernel errors into TargetError naming ``action``.
+
+    For writes that carry a secret the library's message is dropped (it
+    could quote the value) and only the errno name is kept.
+    """
+    try:
+        yield
+    except IscsiAttachError:
+        raise
+    except (RTSLibError, OSError) as exc:
+        if secret_bearing:
+            code = getattr(exc, "errno", None)
+            why = errno.errorcode.get(code, "refused by the kernel") if code else "refused"
+        else:
+            why = str(exc) or type(exc).__name__
+        raise TargetError(f"{action}: {why}") from None
+
+
+class LioBackend(TargetBackend):
+    """The kernel's LIO iSCSI target."""
+
+    def __init__(self, prefix: str | None = None, *, write_back: bool = True,
+                 lock_path: str | None = None) -> None:
+        super().__init__(**({"prefix": prefix} if prefix else {}))
+        self.write_back = write_back
+        self._lock_path = lock_path
+        self._thread_lock = threading.RLock()
+        self._fabric: FabricModule | None = None
+
+    # -- plumbing -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        if self._lock_path:
+            with lockutils.lock("lio", lock_file_prefix="iscsiattach-",
+                                external=True, lock_path=self._lock_path):
+                yield
+        else:
+            with self._thread_lock:
+                yield
+
+    def _fm(self) -> FabricModule:
+        if self._fabric is None:
+            if not CONFIGFS.is_dir():
+                raise TargetUnavailable(
+                    f"LIO is not available: {CONFIGFS} is missing (load target_core_mod "
+                    "and iscsi_target_mod, mount configfs)")
+            with _translated("loading the iSCSI fabric module"):
+                rtslib_fb.RTSRoot()           # sets dbroot; O(1)
+                fabric = FabricModule("iscsi")
+                fabric._check_self()
+            self._fabric = fabric
+        return self._fabric
+
+    def _target_path(self, volume_id: str) -> Path:
+        return Path(self._fm().path) / self.target_iqn(volume_id)
+
+    def _lookup_tpg(self, volume_id: str) -> TPG | None:
+        path = self._target_path(volume_id)
+        if not (path / f"tpgt_{TPG_TAG}").is_dir():
+            return None
+        return TPG(Target(self._fm(), path.name, mode="lookup"), TPG_TAG, mode="lookup")
+
+    # -- storage objects ----------------------------------------------------
+    def _find_storage_object(self, volume_id: str) -> tuple[BackingKind, int] | None:
+        name = volume_name(volume_id)
+        for index in _hba_slots(volume_id):
+            for kind, dirp in _DIRPREFIX.items():
+                if (CONFIGFS / "core" / f"{dirp}_{index}" / name).is_dir():
+                    return kind, index
+        return None
+
+    def _free_slot(self, volume_id: str, kind: BackingKind) -> int:
+        for index in _hba_slots(volume_id):
+            hba = CONFIGFS / "core" / f"{_DIRPREFIX[kind]}_{index}"
+            if not hba.is_dir() or not any(hba.iterdir()):
+                return index
+        raise TargetError(f"no free backstore slot for volume {volume_id}")
+
+    def _storage_object(self, volume_id: str):
+        found = self._find_storage_object(volume_id)
+        if found is None:
+            return None
+        kind, index = found
+        cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
+        return cls(volume_name(volume_id), index=index)
+
+    @staticmethod
+    def _backing_of(so) -> Backing:
+        if isinstance(so, FileIOStorageObject):
+            return Backing(BackingKind.FILE, so.udev_path, so.size)
+        return Backing(BackingKind.BLOCK, so.udev_path)
+
+    def _create_storage_object(self, spec: ExportSpec):
+        b = spec.backing
+        check_backing(b)
+        index = self._free_slot(spec.volume_id, b.kind)
+        serial = unit_serial(spec.volume_id)
+        LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
+        if b.kind is BackingKind.FILE:
+            _check_direct_io(b.path)
+            # Asynchronous direct I/O; never synchronous (O_DSYNC) fileio. With
+            # write_back the LUN reports a volatile write cache and honours
+            # SYNCHRONIZE CACHE with an fsync, like any disk with a cache.
+            return FileIOStorageObject(spec.name, dev=b.path, size=b.size, wwn=serial,
+                                       write_back=self.write_back, aio=True, index=index)
+        return BlockStorageObject(spec.name, dev=b.path, wwn=serial, index=index)
+
+    def _delete_storage_object(self, so) -> None:
+        # Our own delete: rtslib's StorageObject.delete() first searches every
+        # LUN of every target for links to it. Our only LUN is gone by now;
+        # the kernel refuses (EBUSY) if anyone else still links to it.
+        hba = Path(so.path).parent
+        Path(so.path).rmdir()
+        with contextlib.suppress(OSError):   # shared with a colliding volume
+            hba.rmdir()
+
+    def _converge_storage_object(self, spec: ExportSpec, tpg: TPG):
+        """The right storage object, and the ACL mappings to restore if it was replaced."""
+        so = self._storage_object(spec.volume_id)
+        if so is not None:
+            if self._backing_of(so) == spec.backing and so.wwn == unit_serial(spec.volume_id):
+                return so, {}
+            LOG.warning("storage object %s drifted; recreating it", spec.name)
+            kept = self._unlink_lun0(tpg)
+            self._delete_storage_object(so)
+            return self._create_storage_object(spec), kept
+        return self._create_storage_object(spec), {}
+
+    # -- operations ---------------------------------------------------------
+    def export(self, spec: ExportSpec) -> ExportInfo:
+        with self._locked(), _translated(f"exporting volume {spec.volume_id}"):
+            target = Target(self._fm(), self.target_iqn(spec.volume_id), mode="any")
+            tpg = TPG(target, TPG_TAG, mode="any")
+            so, kept = self._converge_storage_object(spec, tpg)
+            self._secure_tpg(tpg)
+            self._converge_portals(tpg, spec.portals)
+            self._converge_lun0(tpg, so, kept)
+            if not tpg.enable:
+                tpg.enable = True
+            return self.export_info(spec)
+
+    def unexport(self, volume_id: str) -> bool:
+        validate_volume_id(volume_id)
+        with self._locked(), _translated(f"removing the export of volume {volume_id}"):
+            removed = False
+            path = self._target_path(volume_id)
+            if path.is_dir():
+                LOG.info("removing target %s", path.name)
+                # Disables the TPG first, which drops the sessions.
+                Target(self._fm(), path.name, mode="lookup").delete()
+                removed = True
+            so = self._storage_object(volume_id)
+            if so is not None:
+                self._delete_storage_object(so)
+                removed = True
+            return removed
+
+    def authorize(self, volume_id: str, grant: Grant) -> None:
+        with self._locked(), _translated(f"authorizing {grant.initiator} on volume {volume_id}"):
+            tpg = self._lookup_tpg(volume_id)
+            if tpg is None or not (Path(tpg.path) / "lun" / "lun_0").is_dir():
+                raise NotFound(f"volume {volume_id} is not exported")
+            acl = NodeACL(tpg, grant.initiator, mode="any")
+            self._converge_chap(acl, grant.chap)
+            self._converge_mapping(acl, grant.read_only)
+
+    def deauthorize(self, volume_id: str, initiator: str) -> bool:
+        validate_iqn(initiator)
+        with self._locked(), _translated(f"removing {initiator} from volume {volume_id}"):
+            tpg = self._lookup_tpg(volume_id)
+            if tpg is None or not (Path(tpg.path) / "acls" / initiator).is_dir():
+                return False
+            LOG.info("removing ACL %s from %s", initiator, self.target_iqn(volume_id))
+            # The kernel ends the initiator's sessions when its ACL goes.
+            NodeACL(tpg, initiator, mode="lookup").delete()
+            return True
+
+    def list_exports(self) -> list[str]:
+        """Volume ids with a target or a storage object of ours (walks; reconciler only)."""
+        with self._locked(), _translated("listing exports"):
+            ours: set[str] = set()
+            head = self.prefix + "volume-"
+            for entry in os.scandir(self._fm().path):
+                if entry.name.startswith(head):
+                    m = _VOLUME_RE.match(entry.name[len(self.prefix):])
+                    if m:
+                        ours.add(m.group(1))
+            for hba in (CONFIGFS / "core").iterdir():
+                dirp, _, index = hba.name.rpartition("_")
+                if dirp in _KIND_OF_DIR and index.isdigit() and int(index) >= HBA_BASE:
+                    for so in hba.iterdir():
+                        m = _VOLUME_RE.match(so.name)
+                        if m and int(index) in _hba_slots(m.group(1)):
+                            ours.add(m.group(1))
+            return sorted(ours)
+
+    def inspect(self, volume_id: str) -> ExportState | None:
+        validate_volume_id(volume_id)
+        with self._locked(), _translated(f"inspecting volume {volume_id}"):
+            path = self._target_path(volume_id)
+            if not path.is_dir():
+                return None
+            tpg = self._lookup_tpg(volume_id)
+            if tpg is None:
+                return ExportState(volume_id, path.name, False, {}, None, frozenset(),
+                                   None, None)
+            lun0 = self._lun0_storage_object(tpg)
+            return ExportState(
+                volume_id=volume_id, target_iqn=path.name, tpg_enabled=tpg.enable,
+                tpg_attributes={a: tpg.get_attribute(a) for a in SECURE_TPG_ATTRIBUTES},
+                auth_method=tpg.get_parameter("AuthMethod"),
+                portals=frozenset(self._portals(tpg)),
+                lun0_backing=self._backing_of(lun0) if lun0 else None,
+                unit_serial=lun0.wwn if lun0 else None,
+                acls={acl.node_wwn: self._acl_state(acl) for acl in tpg.node_acls})
+
+    # -- convergence steps --------------------------------------------------
+    @staticmethod
+    def _secure_tpg(tpg: TPG) -> None:
+        for name, want in SECURE_TPG_ATTRIBUTES.items():
+            if tpg.get_attribute(name) != want:
+                LOG.info("setting %s=%s on %s", name, want, tpg.parent_target.wwn)
+                tpg.set_attribute(name, want)
+        if tpg.get_parameter("AuthMethod") != AUTH_METHOD:
+            tpg.set_parameter("AuthMethod", AUTH_METHOD)
+
+    def _portals(self, tpg: TPG) -> list[Portal]:
+        out = []
+        for entry in (Path(tpg.path) / "np").iterdir():
+            try:
+                out.append(Portal.parse(entry.name))
+            except InvalidInput:
+                LOG.warning("unparseable portal %s on %s", entry.name, tpg.path)
+        return out
+
+    def _converge_portals(self, tpg: TPG, portals: tuple[Portal, ...]) -> None:
+        have = set(self._portals(tpg))
+        for portal in have - set(portals):
+            LOG.info("removing portal %s from %s", portal, tpg.parent_target.wwn)
+            NetworkPortal(tpg, _np_ip(portal), portal.port, mode="lookup").delete()
+        for portal in set(portals) - have:
+            with _translated(f"listening on {portal}"):
+                NetworkPortal(tpg, _np_ip(portal), portal.port, mode="create")
+
+    def _lun0_storage_object(self, tpg: TPG):
+        lun_dir = Path(tpg.path) / "lun" / "lun_0"
+        if not lun_dir.is_dir():
+            return None
+        for link in lun_dir.iterdir():
+            if link.is_symlink():
+                so_path = Path(os.path.realpath(link))
+                kind = _KIND_OF_DIR.get(so_path.parent.name.rpartition("_")[0])
+                if kind is None:
+                    return None
+                cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
+                return cls(so_path.name, index=so_path.parent.name.rpartition("_")[2])
+        return None
+
+    def _converge_lun0(self, tpg: TPG, so, kept: dict[str, bool]) -> None:
+        current = self._lun0_storage_object(tpg)
+        if current is not None and current.path == so.path:
+            return
+        write_protect = {**kept, **self._unlink_lun0(tpg)}
+        LUN(tpg, 0, so)
+        # Mapped LUNs went with the old LUN; put back the ones ACLs had.
+        for acl_name, wp in write_protect.items():
+            MappedLUN(NodeACL(tpg, acl_name, mode="lookup"), 0, 0, write_protect=wp)
+
+    @staticmethod
+    def _unlink_lun0(tpg: TPG) -> dict[str, bool]:
+        """Remove LUN 0 (and its mapped LUNs); return each ACL's write-protect flag."""
+        if not (Path(tpg.path) / "lun" / "lun_0").is_dir():
+            return {}
+        kept = {}
+        for acl in tpg.node_acls:
+            ml = Path(acl.path) / "lun_0"
+            if ml.is_dir():
+                kept[acl.node_wwn] = (ml / "write_protect").read_text().strip() == "1"
+        LUN(tpg, 0).delete()
+        return kept
+
+    @staticmethod
+    def _converge_chap(acl: NodeACL, chap: ChapCredentials) -> None:
+        action = f"setting CHAP for {acl.node_wwn}"
+        with _translated(action, secret_bearing=True):
+            if acl.chap_userid != chap.userid:
+                acl.chap_userid = chap.userid
+            if acl.chap_password != chap.password.reveal():
+                acl.chap_password = chap.password.reveal()
+            mutual_user = chap.mutual_userid or ""
+            mutual_pass = chap.mutual_password.reveal() if chap.mutual_password else ""
+            if acl.chap_mutual_userid != mutual_user:
+                acl.chap_mutual_userid = mutual_user
+            if acl.chap_mutual_password != mutual_pass:
+                acl.chap_mutual_password = mutual_pass
+
+    @staticmethod
+    def _converge_mapping(acl: NodeACL, read_only: bool) -> None:
+        for entry in Path(acl.path).iterdir():
+            if entry.is_dir() and entry.name.startswith("lun_") and entry.name != "lun_0":
+                MappedLUN(acl, int(entry.name[4:])).delete()
+        if (Path(acl.path) / "lun_0").is_dir():
+            mapped = MappedLUN(acl, 0)
+            if mapped.write_protect != read_only:
+                mapped.write_protect = read_only
+        else:
+            MappedLUN(acl, 0, 0, write_protect=read_only)
+
+    @staticmethod
+    def _acl_state(acl: NodeACL) -> AclState:
+        mapped = {}
+        for entry in Path(acl.path).iterdir():
+            if entry.is_dir() and entry.name.startswith("lun_"):
+                wp = (entry / "write_protect").read_text().strip() == "1"
+                mapped[int(entry.name[4:])] = wp
+        try:
+            chap = ChapCredentials(
+                acl.chap_userid, Secret(acl.chap_password),
+                acl.chap_mutual_userid or None,
+                Secret(acl.chap_mutual_password) if acl.chap_mutual_password else None)
+        except InvalidInput:
+            chap = None     # empty or unusable credentials: reported as drift
+        return AclState(acl.node_wwn, chap, mapped)
+
+
+def _np_ip(portal: Portal) -> str:
+    return f"[{portal.ip}]" if portal.is_ipv6 else portal.ip
+
+
+def _check_direct_io(path: str) -> None:
+    """Async fileio does direct I/O; refuse a filesystem that cannot (tmpfs)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise InvalidInput(f"backing {path} is on a filesystem without direct I/O "
+                               "(such as tmpfs); asynchronous fileio needs it") from None
+        raise
+    os.close(fd)

@@ -1,0 +1,258 @@
+"""Values that cross the target-backend interface, validated on construction.
+
+Everything here is plain data: what to export (``ExportSpec``), whom to let in
+(``Grant``), and what a backend found (``ExportState``). A value that exists
+has passed validation, so backends never see malformed names, addresses or
+secrets, and a refused request has changed nothing.
+"""
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from iscsiattach.exception import InvalidInput
+from iscsiattach.secret import Secret
+
+# RFC 3720 3.2.6.3: iqn.yyyy-mm.<reversed domain>[:<unique name>]; eui. and
+# naa. forms for completeness. Lower case only: LIO normalises names, so an
+# upper-case IQN would never match what configfs shows back.
+_IQN_RE = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:_-]+)?$")
+_EUI_RE = re.compile(r"^eui\.[0-9a-f]{16}$")
+_NAA_RE = re.compile(r"^naa\.([0-9a-f]{16}|[0-9a-f]{32})$")
+MAX_NAME_LEN = 223  # RFC 3720: an iSCSI name is at most 223 bytes
+# CHAP names and secrets are written to configfs (max 255) and to open-iscsi's
+# node records; printable ASCII without blanks or quotes survives both.
+_CHAP_CHARS = re.compile(r"^[A-Za-z0-9!#$%&()*+,./:;<=>?@\[\]^_{|}~-]+$")
+CHAP_SECRET_MIN = 12  # RFC 3720 8.2.1: at least 96 bits
+CHAP_MAX = 255
+# The kernel's NAA designator for a LUN: IEEE company id 0x001405 followed
+# by the first 25 hex digits of the unit serial (target_core_spc.c).
+LIO_NAA_PREFIX = "6001405"
+
+
+def validate_iqn(name: str, what: str = "initiator name") -> str:
+    if not isinstance(name, str) or len(name) > MAX_NAME_LEN or not (
+            _IQN_RE.match(name) or _EUI_RE.match(name) or _NAA_RE.match(name)):
+        raise InvalidInput(f"invalid {what} {name!r}: expected an RFC 3720 iSCSI "
+                           "name such as iqn.2004-10.com.example:host1 (lower case)")
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    """The target prefix must make a valid IQN once a volume name is added."""
+    validate_iqn(prefix + "volume-00000000-0000-0000-0000-000000000000",
+                 "target prefix")
+    if not prefix.endswith((":", ".", "-")):
+        raise InvalidInput(f"invalid target prefix {prefix!r}: it must end with ':', '.' or '-'")
+    return prefix
+
+
+def validate_volume_id(volume_id: str) -> str:
+    try:
+        canonical = str(uuid.UUID(str(volume_id)))
+    except ValueError:
+        raise InvalidInput(f"invalid volume id {volume_id!r}: expected a UUID") from None
+    if canonical != volume_id:
+        raise InvalidInput(f"invalid volume id {volume_id!r}: expected the lower-case "
+                           f"hyphenated form {canonical}")
+    return volume_id
+
+
+def volume_name(volume_id: str) -> str:
+    return f"volume-{volume_id}"
+
+
+def unit_serial(volume_id: str) -> str:
+    """VPD 0x80 unit serial the LUN advertises: the volume id itself."""
+    return volume_id
+
+
+def naa_wwn(volume_id: str) -> str:
+    """VPD 0x83 NAA designator the kernel derives from the unit serial."""
+    return "naa." + LIO_NAA_PREFIX + volume_id.replace("-", "")[:25]
+
+
+@dataclass(frozen=True)
+class Portal:
+    """An address the target listens on; ``str()`` is Cinder's "ip:port"."""
+    ip: str
+    port: int = 3260
+
+    def __post_init__(self) -> None:
+        try:
+            addr = ipaddress.ip_address(self.ip)
+        except ValueError:
+            raise InvalidInput(f"invalid portal address {self.ip!r}") from None
+        if addr.is_multicast:
+            raise InvalidInput(f"invalid portal address {self.ip!r}: multicast")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise InvalidInput(f"invalid portal port {self.port!r}: expected 1-65535")
+        object.__setattr__(self, "ip", addr.compressed)
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.ip
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if self.is_ipv6 else f"{self.ip}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str, default_port: int = 3260) -> "Portal":
+        """"10.0.0.1", "10.0.0.1:3261", "::1", "[::1]:3261"."""
+        text = text.strip()
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else None
+            if rest and port is None:
+                raise InvalidInput(f"invalid portal {text!r}")
+        elif text.count(":") == 1:
+            host, port = text.split(":")
+        else:
+            host, port = text, None
+        try:
+            return cls(host, int(port) if port else default_port)
+        except ValueError:
+            raise InvalidInput(f"invalid portal {text!r}") from None
+
+
+class BackingKind(str, enum.Enum):
+    FILE = "fileio"     # a regular file, asynchronous (direct) I/O
+    BLOCK = "block"     # a block device (loop, LV, disk) through iblock
+
+
+@dataclass(frozen=True)
+class Backing:
+    kind: BackingKind
+    path: str
+    size: int | None = None   # bytes; required for files, ignored for devices
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", BackingKind(self.kind))
+        if not isinstance(self.path, str) or not self.path.startswith("/") \
+                or "\n" in self.path or "," in self.path or "/../" in self.path + "/":
+            # configfs control strings are comma-separated key=value pairs.
+            raise InvalidInput(f"invalid backing path {self.path!r}: expected an "
+                               "absolute path without ',' or '..'")
+        if self.kind is BackingKind.FILE and (
+                not isinstance(self.size, int) or self.size < 512 or self.size % 512):
+            raise InvalidInput(f"invalid size {self.size!r} for {self.path}: expected a "
+                               "positive multiple of 512 bytes")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What one exported volume must look like: LUN 0 of its own target."""
+    volume_id: str
+    backing: Backing
+    portals: tuple[Portal, ...]
+
+    def __post_init__(self) -> None:
+        validate_volume_id(self.volume_id)
+        portals = tuple(self.portals)
+        if not portals:
+            raise InvalidInput("an export needs at least one portal")
+        if len(set(portals)) != len(portals):
+            raise InvalidInput("duplicate portals: " + ", ".join(map(str, portals)))
+        object.__setattr__(self, "portals", portals)
+
+    @property
+    def name(self) -> str:
+        return volume_name(self.volume_id)
+
+
+@dataclass(frozen=True)
+class ChapCredentials:
+    """One-way CHAP (the target checks the initiator), optionally mutual."""
+    userid: str
+    password: Secret
+    mutual_userid: str | None = None
+    mutual_password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        _check_chap_name(self.userid)
+        _check_chap_secret(self.password, "CHAP secret")
+        if (self.mutual_userid is None) != (self.mutual_password is None):
+            raise InvalidInput("mutual CHAP needs both a user name and a secret")
+        if self.mutual_userid is not None:
+            _check_chap_name(self.mutual_userid)
+            _check_chap_secret(self.mutual_password, "mutual CHAP secret")
+            if self.mutual_password == self.password:
+                # RFC 3720 8.2.1: the two directions must not share a secret.
+                raise InvalidInput("the mutual CHAP secret must differ from the CHAP secret")
+
+    @property
+    def mutual(self) -> bool:
+        return self.mutual_userid is not None
+
+
+def _check_chap_name(name: object) -> None:
+    if not isinstance(name, str) or not 0 < len(name) <= CHAP_MAX or not _CHAP_CHARS.match(name):
+        raise InvalidInput(f"invalid CHAP user name {name!r}: 1-{CHAP_MAX} printable "
+                           "characters, no blanks or quotes")
+
+
+def _check_chap_secret(secret: object, what: str) -> None:
+    # Never echo the value: the message names the rule only.
+    if not isinstance(secret, Secret):
+        raise InvalidInput(f"{what} must be given as a Secret")
+    value = secret.reveal()
+    if not CHAP_SECRET_MIN <= len(value) <= CHAP_MAX or not _CHAP_CHARS.match(value):
+        raise InvalidInput(f"invalid {what}: {CHAP_SECRET_MIN}-{CHAP_MAX} printable "
+                           "characters, no blanks or quotes")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Let one initiator in, with its own credentials, rw or read-only."""
+    initiator: str
+    chap: ChapCredentials
+    read_only: bool = False
+
+    def __post_init__(self) -> None:
+        validate_iqn(self.initiator)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What a host needs to find and verify the exported LUN."""
+    volume_id: str
+    target_iqn: str
+    lun: int
+    portals: tuple[Portal, ...]
+    unit_serial: str
+    naa_wwn: str
+
+
+# The TPG settings that keep a target closed: CHAP required, no dynamic
+# (demo mode) ACLs, and nothing cached from one.
+SECURE_TPG_ATTRIBUTES: dict[str, str] = {
+    "authentication": "1",
+    "generate_node_acls": "0",
+    "demo_mode_write_protect": "1",
+    "cache_dynamic_acls": "0",
+}
+
+
+@dataclass(frozen=True)
+class AclState:
+    initiator: str
+    chap: ChapCredentials | None      # None when the ACL has no usable CHAP
+    mapped_luns: dict[int, bool]      # mapped LUN -> write protected
+
+
+@dataclass(frozen=True)
+class ExportState:
+    """What a backend found for one volume (inspection, no side effects)."""
+    volume_id: str
+    target_iqn: str
+    tpg_enabled: bool
+    tpg_attributes: dict[str, str]
+    auth_method: str | None
+    portals: frozenset[Portal]
+    lun0_backing: Backing | None
+    unit_serial: str | None
+    acls: dict[str, AclState] = field(default_factory=dict)
