@@ -158,18 +158,23 @@ class LioBackend(TargetBackend):
 
     def _create_storage_object(self, spec: ExportSpec):
         b = spec.backing
-        check_backing(b)
+        self._check_new_backing(b)
         index = self._free_slot(spec.volume_id, b.kind)
         serial = unit_serial(spec.volume_id)
         LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
         if b.kind is BackingKind.FILE:
-            _check_direct_io(b.path)
             # Asynchronous direct I/O; never synchronous (O_DSYNC) fileio. With
             # write_back the LUN reports a volatile write cache and honours
             # SYNCHRONIZE CACHE with an fsync, like any disk with a cache.
             return FileIOStorageObject(spec.name, dev=b.path, size=b.size, wwn=serial,
                                        write_back=self.write_back, aio=True, index=index)
         return BlockStorageObject(spec.name, dev=b.path, wwn=serial, index=index)
+
+    @staticmethod
+    def _check_new_backing(backing: Backing) -> None:
+        check_backing(backing)
+        if backing.kind is BackingKind.FILE:
+            _check_direct_io(backing.path)
 
     def _delete_storage_object(self, so) -> None:
         # Our own delete: rtslib's StorageObject.delete() first searches every
@@ -195,31 +200,46 @@ class LioBackend(TargetBackend):
     # -- operations ---------------------------------------------------------
     def export(self, spec: ExportSpec) -> ExportInfo:
         with self._locked(), _translated(f"exporting volume {spec.volume_id}"):
-            target = Target(self._fm(), self.target_iqn(spec.volume_id), mode="any")
-            tpg = TPG(target, TPG_TAG, mode="any")
-            so, kept = self._converge_storage_object(spec, tpg)
-            self._secure_tpg(tpg)
-            self._converge_portals(tpg, spec.portals)
-            self._converge_lun0(tpg, so, kept)
-            if not tpg.enable:
-                tpg.enable = True
+            fresh = not self._target_path(spec.volume_id).is_dir()
+            if fresh and self._find_storage_object(spec.volume_id) is None:
+                self._check_new_backing(spec.backing)   # refuse before making anything
+            try:
+                self._converge_export(spec)
+            except Exception:
+                if fresh:   # leave nothing half-built behind
+                    self._remove(spec.volume_id)
+                raise
             return self.export_info(spec)
+
+    def _converge_export(self, spec: ExportSpec) -> None:
+        target = Target(self._fm(), self.target_iqn(spec.volume_id), mode="any")
+        tpg = TPG(target, TPG_TAG, mode="any")
+        so, kept = self._converge_storage_object(spec, tpg)
+        # Closed before it is enabled: never a moment with open access.
+        self._secure_tpg(tpg)
+        self._converge_portals(tpg, spec.portals)
+        self._converge_lun0(tpg, so, kept)
+        if not tpg.enable:
+            tpg.enable = True
 
     def unexport(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
         with self._locked(), _translated(f"removing the export of volume {volume_id}"):
-            removed = False
-            path = self._target_path(volume_id)
-            if path.is_dir():
-                LOG.info("removing target %s", path.name)
-                # Disables the TPG first, which drops the sessions.
-                Target(self._fm(), path.name, mode="lookup").delete()
-                removed = True
-            so = self._storage_object(volume_id)
-            if so is not None:
-                self._delete_storage_object(so)
-                removed = True
-            return removed
+            return self._remove(volume_id)
+
+    def _remove(self, volume_id: str) -> bool:
+        removed = False
+        path = self._target_path(volume_id)
+        if path.is_dir():
+            LOG.info("removing target %s", path.name)
+            # Disables the TPG first, which drops the sessions.
+            Target(self._fm(), path.name, mode="lookup").delete()
+            removed = True
+        so = self._storage_object(volume_id)
+        if so is not None:
+            self._delete_storage_object(so)
+            removed = True
+        return removed
 
     def authorize(self, volume_id: str, grant: Grant) -> None:
         with self._locked(), _translated(f"authorizing {grant.initiator} on volume {volume_id}"):

@@ -19,7 +19,10 @@ class FakeTamper(Tamper):
         return self.fake.targets[self.fake.target_iqn(vid)]
 
     def set_tpg_attribute(self, vid, name, value):
-        self._tgt(vid).tpg_attributes[name] = value
+        tgt = self._tgt(vid)
+        tgt.tpg_attributes[name] = value
+        if name == "authentication" and value == "0":
+            tgt.auth_method = "CHAP,None"     # as the kernel does
 
     def set_auth_method(self, vid, value):
         self._tgt(vid).auth_method = value

@@ -1,0 +1,158 @@
+"""Functional tests: real LIO and the real initiator, inside the VM (tools/vm).
+
+They never skip: outside a kernel with LIO the run stops with exit status 3
+and says how to run them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from iscsiattach.target import Backing, BackingKind
+from iscsiattach.target.lio import CONFIGFS, LioBackend, _hba_slots
+from iscsiattach.target.model import volume_name
+from tests.contract.target_contract import Tamper
+from tests.functional.iscsi import iscsiadm
+
+PREFIX = "iqn.2010-10.org.iscsiattach.test:"
+SCRATCH = Path("/tmp/iscsiattach-functional")
+
+
+def pytest_configure(config):
+    if not (CONFIGFS / "core").is_dir():
+        pytest.exit("functional tests need a kernel with LIO (configfs target): run them "
+                    "with tools/test, which boots the VM (tools/vm)", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def scratch_fs():
+    """An ext4 filesystem for backing files: async fileio needs direct I/O,
+    which the guest's tmpfs does not have."""
+    image, mnt = SCRATCH / "scratch.ext4", SCRATCH / "mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(8 << 30)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+    image.unlink()
+
+
+@pytest.fixture
+def make_backing(scratch_fs):
+    made = []
+
+    def make(size: int = 64 << 20) -> Backing:
+        path = scratch_fs / f"{uuid.uuid4()}.img"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        made.append(path)
+        return Backing(BackingKind.FILE, str(path), size)
+    yield make
+    for path in made:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def backend():
+    lio = LioBackend(prefix=PREFIX)
+    yield lio
+    # Clean up only what this run made: our test prefix, never all of configfs.
+    for vid in lio.list_exports():
+        lio.unexport(vid)
+    for line in iscsiadm("-m", "node", check=False).stdout.splitlines():
+        if PREFIX in line:
+            portal, iqn = line.split()[0].split(",")[0], line.split()[1]
+            iscsiadm("-m", "node", "-T", iqn, "-p", portal, "--logout", check=False)
+            iscsiadm("-m", "node", "-T", iqn, "-p", portal, "-o", "delete", check=False)
+
+
+class LioTamper(Tamper):
+    """Edits configfs directly, as an administrator would behind our back."""
+
+    def __init__(self, lio: LioBackend) -> None:
+        self.lio = lio
+
+    def _tpg(self, vid) -> Path:
+        return CONFIGFS / "iscsi" / self.lio.target_iqn(vid) / "tpgt_1"
+
+    def set_tpg_attribute(self, vid, name, value):
+        if name == "authentication" or self._tpg(vid).joinpath("enable").read_text().strip() == "0":
+            (self._tpg(vid) / "attrib" / name).write_text(value)
+        else:
+            # Some flags can only change while the TPG is disabled.
+            (self._tpg(vid) / "enable").write_text("0")
+            (self._tpg(vid) / "attrib" / name).write_text(value)
+            (self._tpg(vid) / "enable").write_text("1")
+
+    def set_auth_method(self, vid, value):
+        (self._tpg(vid) / "param" / "AuthMethod").write_text(value)
+
+    def disable_tpg(self, vid):
+        (self._tpg(vid) / "enable").write_text("0")
+
+    def set_chap_password(self, vid, initiator, value):
+        (self._tpg(vid) / "acls" / initiator / "auth" / "password").write_text(value)
+
+    def remove_portal(self, vid, portal):
+        name = f"[{portal.ip}]:{portal.port}" if portal.is_ipv6 else str(portal)
+        (self._tpg(vid) / "np" / name).rmdir()
+
+    def remove_lun0(self, vid):
+        tpg = self._tpg(vid)
+        for acl in (tpg / "acls").iterdir():
+            mapped = acl / "lun_0"
+            if mapped.is_dir():
+                for link in mapped.iterdir():
+                    if link.is_symlink():
+                        link.unlink()
+                mapped.rmdir()
+        lun = tpg / "lun" / "lun_0"
+        for link in lun.iterdir():
+            if link.is_symlink():
+                link.unlink()
+        lun.rmdir()
+
+    def create_foreign_target(self, iqn):
+        (CONFIGFS / "iscsi" / iqn / "tpgt_1").mkdir(parents=True)
+
+    def foreign_target_exists(self, iqn):
+        return (CONFIGFS / "iscsi" / iqn / "tpgt_1").is_dir()
+
+    def remove_foreign_target(self, iqn):
+        path = CONFIGFS / "iscsi" / iqn
+        if (path / "tpgt_1").is_dir():
+            (path / "tpgt_1").rmdir()
+        if path.is_dir():
+            path.rmdir()
+
+    def leftovers(self, vid):
+        left = []
+        target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)
+        if target.exists():
+            left.append(str(target))
+        for index in _hba_slots(vid):
+            for dirp in ("fileio", "iblock"):
+                hba = CONFIGFS / "core" / f"{dirp}_{index}"
+                if (hba / volume_name(vid)).exists():
+                    left.append(str(hba / volume_name(vid)))
+                elif hba.is_dir() and not any(hba.iterdir()):
+                    left.append(f"{hba} (empty backstore)")
+        return left
+
+
+@pytest.fixture
+def tamper(backend):
+    return LioTamper(backend)
+
+
+@pytest.fixture(scope="session")
+def results_dir() -> Path:
+    path = Path(os.environ.get("ISCSIATTACH_RESULTS", "/tmp/iscsiattach-results"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,133 @@
+"""The real initiator, driven with iscsiadm (not through iscsiattach's code).
+
+Test-only helpers: a node record per (target, portal), CHAP login, the block
+device that appeared, and data written and read back with direct I/O.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from iscsiattach.target import Portal
+
+
+def iscsiadm(*args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
+    res = subprocess.run(["iscsiadm", *args], capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"iscsiadm {' '.join(args[:6])} -> {res.returncode}: "
+                             f"{res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+def initiator_name() -> str:
+    for line in Path("/etc/iscsi/initiatorname.iscsi").read_text().splitlines():
+        if line.startswith("InitiatorName="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("no InitiatorName in /etc/iscsi/initiatorname.iscsi")
+
+
+class Node:
+    def __init__(self, target_iqn: str, portal: Portal) -> None:
+        self.iqn, self.portal = target_iqn, portal
+
+    def _node(self, *args: str, check: bool = True, timeout: int = 60):
+        return iscsiadm("-m", "node", "-T", self.iqn, "-p", str(self.portal), *args,
+                        check=check, timeout=timeout)
+
+    def setup(self, user: str, secret: str, mutual: tuple[str, str] | None = None) -> "Node":
+        self._node("-o", "new")
+        settings = {"node.session.auth.authmethod": "CHAP",
+                    "node.session.auth.username": user,
+                    "node.session.auth.password": secret,
+                    # An auth failure ends at once instead of retrying.
+                    "node.session.initial_login_retry_max": "0",
+                    # A dropped session fails its I/O quickly.
+                    "node.session.timeo.replacement_timeout": "5"}
+        if mutual:
+            settings["node.session.auth.username_in"] = mutual[0]
+            settings["node.session.auth.password_in"] = mutual[1]
+        for key, value in settings.items():
+            self._node("-o", "update", "-n", key, "-v", value)
+        return self
+
+    def login(self) -> subprocess.CompletedProcess:
+        return self._node("--login", check=False, timeout=90)
+
+    def logout(self) -> None:
+        self._node("--logout", check=False)
+
+    def delete(self) -> None:
+        self.logout()
+        self._node("-o", "delete", check=False)
+
+    def session_dirs(self) -> list[Path]:
+        out = []
+        for s in glob.glob("/sys/class/iscsi_session/session*"):
+            try:
+                if Path(s, "targetname").read_text().strip() == self.iqn:
+                    out.append(Path(s))
+            except OSError:
+                pass
+        return out
+
+    def session_state(self) -> str | None:
+        dirs = self.session_dirs()
+        return Path(dirs[0], "state").read_text().strip() if dirs else None
+
+    def device(self, timeout: float = 30) -> str:
+        """The block device of LUN 0 of our session (from sysfs, like os-brick)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for s in self.session_dirs():
+                blocks = glob.glob(str(s / "device" / "target*" / "*:0" / "block" / "*"))
+                if blocks:
+                    dev = "/dev/" + os.path.basename(blocks[0])
+                    if os.path.exists(dev):
+                        return dev
+            time.sleep(0.1)
+        raise AssertionError(f"no block device appeared for {self.iqn}")
+
+    def by_path(self) -> str:
+        return f"/dev/disk/by-path/ip-{self.portal}-iscsi-{self.iqn}-lun-0"
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def sysfs_identity(dev: str) -> tuple[str, str]:
+    """(wwid, unit serial) the kernel read from the LUN's VPD pages."""
+    base = Path("/sys/block", os.path.basename(dev), "device")
+    wwid = (base / "wwid").read_text().strip()
+    pg80 = (base / "vpd_pg80").read_bytes()
+    return wwid, pg80[4:4 + pg80[3]].decode().strip("\x00 ")
+
+
+def write_and_read_back(dev: str, nbytes: int = 4 << 20, offset: int = 0) -> bool:
+    data = os.urandom(nbytes)
+    fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+    try:
+        buf = _aligned(nbytes)
+        buf[:] = data
+        os.pwritev(fd, [buf], offset)
+        os.fsync(fd)
+        back = _aligned(nbytes)
+        os.preadv(fd, [back], offset)
+    finally:
+        os.close(fd)
+    return hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+
+
+def _aligned(n: int) -> memoryview:
+    import mmap
+    return memoryview(mmap.mmap(-1, n))   # page aligned, as O_DIRECT needs

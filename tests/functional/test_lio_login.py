@@ -1,0 +1,181 @@
+"""Real logins against real LIO with the real initiator (iscsiadm, not our code)."""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from iscsiattach.secret import Secret
+from iscsiattach.target import (Backing, BackingKind, ChapCredentials, ExportSpec,
+                                Grant, Portal)
+from tests.functional.iscsi import (Node, initiator_name, sysfs_identity, wait_for,
+                                    write_and_read_back)
+
+V4 = Portal("127.0.0.1", 3260)
+V6 = Portal("::1", 3260)
+USER, SECRET = "host-user", "host-secret-0123456789"
+
+
+@pytest.fixture
+def me():
+    return initiator_name()
+
+
+def export(backend, backing, portal=V4):
+    spec = ExportSpec(str(uuid.uuid4()), backing, (portal,))
+    return spec, backend.export(spec)
+
+
+def grant(me, read_only=False, user=USER, secret=SECRET):
+    return Grant(me, ChapCredentials(user, Secret(secret)), read_only=read_only)
+
+
+def test_chap_login_device_identity_and_checksum(backend, make_backing, me):
+    spec, info = export(backend, make_backing(64 << 20))
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    res = node.login()
+    assert res.returncode == 0, res.stderr
+    dev = node.device()
+    # The LUN says which volume it is: unit serial and NAA WWN from the volume id.
+    assert sysfs_identity(dev) == (info.naa_wwn, info.unit_serial)
+    assert wait_for(lambda: os.path.exists(node.by_path()), 15), "no by-path link"
+    assert os.path.realpath(node.by_path()) == dev
+    size = int(open(f"/sys/block/{os.path.basename(dev)}/size").read()) * 512
+    assert size == 64 << 20
+    assert write_and_read_back(dev, 4 << 20)
+    assert write_and_read_back(dev, 1 << 20, offset=(64 << 20) - (1 << 20))
+    node.delete()
+    assert node.session_dirs() == []
+
+
+def test_block_backing_on_a_loop_device(backend, make_backing, me):
+    path = make_backing(32 << 20).path
+    loop = subprocess.run(["losetup", "--find", "--show", path], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        spec, info = export(backend, Backing(BackingKind.BLOCK, loop))
+        backend.authorize(spec.volume_id, grant(me))
+        node = Node(info.target_iqn, V4).setup(USER, SECRET)
+        assert node.login().returncode == 0
+        dev = node.device()
+        assert sysfs_identity(dev) == (info.naa_wwn, info.unit_serial)
+        assert write_and_read_back(dev, 2 << 20)
+        node.delete()
+        backend.unexport(spec.volume_id)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_wrong_chap_secret_refused(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V4).setup(USER, "wrong-secret-0123456789")
+    res = node.login()
+    assert res.returncode != 0 and node.session_dirs() == []
+    node.delete()
+
+
+def test_wrong_chap_user_refused(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V4).setup("someone-else", SECRET)
+    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.delete()
+
+
+def test_initiator_without_acl_refused(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, Grant("iqn.2004-10.com.example:not-me",
+                                            ChapCredentials(USER, Secret(SECRET))))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.delete()
+
+
+def test_deauthorize_drops_session_and_refuses_login(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    assert node.login().returncode == 0
+    node.device()
+    assert node.session_state() == "LOGGED_IN"
+    assert backend.deauthorize(spec.volume_id, me) is True
+    assert wait_for(lambda: node.session_state() != "LOGGED_IN", 20), \
+        "the session stayed logged in after its ACL was removed"
+    node.logout()
+    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.delete()
+
+
+def test_read_only_grant_refuses_writes(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, grant(me, read_only=True))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    assert node.login().returncode == 0
+    dev = node.device()
+    assert open(f"/sys/block/{os.path.basename(dev)}/ro").read().strip() == "1"
+    with pytest.raises(OSError) as err:
+        fd = os.open(dev, os.O_WRONLY)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    assert err.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+    node.delete()
+
+
+def test_mutual_chap_login(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    creds = ChapCredentials(USER, Secret(SECRET), "target-user",
+                            Secret("target-secret-0123456789"))
+    backend.authorize(spec.volume_id, Grant(me, creds))
+    wrong = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "not-the-target-0123"))
+    assert wrong.login().returncode != 0, "initiator accepted a target with the wrong secret"
+    wrong.delete()
+    node = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "target-secret-0123456789"))
+    assert node.login().returncode == 0
+    node.device()
+    node.delete()
+
+
+def test_ipv6_portal(backend, make_backing, me):
+    spec, info = export(backend, make_backing(), portal=V6)
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V6).setup(USER, SECRET)
+    res = node.login()
+    assert res.returncode == 0, res.stderr
+    dev = node.device()
+    assert sysfs_identity(dev)[1] == spec.volume_id
+    assert write_and_read_back(dev, 1 << 20)
+    node.delete()
+
+
+def test_repeated_operations_do_not_disturb_a_live_session(backend, make_backing, me):
+    spec, info = export(backend, make_backing())
+    g = grant(me)
+    backend.authorize(spec.volume_id, g)
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    assert node.login().returncode == 0
+    dev = node.device()
+    sessions = node.session_dirs()
+    backend.export(spec)
+    backend.authorize(spec.volume_id, g)
+    assert node.session_dirs() == sessions and node.session_state() == "LOGGED_IN"
+    assert write_and_read_back(dev, 1 << 20)
+    node.delete()
+
+
+def test_unexport_with_live_session_leaves_nothing(backend, make_backing, me, tamper):
+    spec, info = export(backend, make_backing())
+    backend.authorize(spec.volume_id, grant(me))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    assert node.login().returncode == 0
+    node.device()
+    assert backend.unexport(spec.volume_id) is True
+    assert tamper.leftovers(spec.volume_id) == []
+    node.delete()
