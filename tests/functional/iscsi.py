@@ -42,17 +42,42 @@ class Node:
         self._node("-o", "new")
         settings = {"node.session.auth.authmethod": "CHAP",
                     "node.session.auth.username": user,
-                    "node.session.auth.password": secret,
                     # An auth failure ends at once instead of retrying.
                     "node.session.initial_login_retry_max": "0",
                     # A dropped session fails its I/O quickly.
                     "node.session.timeo.replacement_timeout": "5"}
+        secrets = {"node.session.auth.password": secret}
         if mutual:
             settings["node.session.auth.username_in"] = mutual[0]
-            settings["node.session.auth.password_in"] = mutual[1]
+            secrets["node.session.auth.password_in"] = mutual[1]
         for key, value in settings.items():
             self._node("-o", "update", "-n", key, "-v", value)
+        self._write_secrets(secrets)
         return self
+
+    def record_file(self) -> Path:
+        ip = self.portal.ip     # no brackets, IPv6 included
+        # A record made with "-o new" is a file <ip>,<port>; one made by
+        # discovery is a folder <ip>,<port>,<tpgt> holding "default".
+        base = f"/etc/iscsi/nodes/{glob.escape(self.iqn)}/{glob.escape(ip)},{self.portal.port}"
+        hits = [p for p in glob.glob(base) if os.path.isfile(p)] + \
+            glob.glob(base + ",*/default")
+        if len(hits) != 1:
+            raise AssertionError(f"expected one node record for {self.iqn}, found {hits}")
+        return Path(hits[0])
+
+    def _write_secrets(self, secrets: dict[str, str]) -> None:
+        """Put CHAP secrets into the 0600 node record, not on iscsiadm's
+        command line where any user could read them in ps."""
+        record = self.record_file()
+        lines = [ln for ln in record.read_text().splitlines()
+                 if ln.split("=")[0].strip() not in secrets]
+        lines += [f"{key} = {value}" for key, value in secrets.items()]
+        tmp = record.with_suffix(".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, record)
 
     def login(self) -> subprocess.CompletedProcess:
         return self._node("--login", check=False, timeout=90)
