@@ -117,7 +117,10 @@ def test_read_only_grant_refuses_writes(backend, make_backing, me):
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
     assert node.login().returncode == 0
     dev = node.device()
-    assert open(f"/sys/block/{os.path.basename(dev)}/ro").read().strip() == "1"
+    ro_flag = f"/sys/block/{os.path.basename(dev)}/ro"
+    # sd reads the write-protect bit while it probes the disk, which may
+    # finish a moment after the device node appears.
+    assert wait_for(lambda: open(ro_flag).read().strip() == "1", 10), "device is not read-only"
     with pytest.raises(OSError) as err:
         fd = os.open(dev, os.O_WRONLY)
         try:
