@@ -1,0 +1,34 @@
+"""Options of the kernel target, group [lio]."""
+from __future__ import annotations
+
+from oslo_config import cfg
+
+from iscsiattach.target.base import DEFAULT_PREFIX
+
+GROUP = "lio"
+
+LIO_OPTS = [
+    cfg.StrOpt("target_prefix", default=DEFAULT_PREFIX,
+               help="Prefix of every target IQN we create; the volume name "
+                    "(volume-<uuid>) follows it. Only targets under this prefix are "
+                    "ever changed or removed."),
+    cfg.ListOpt("portals", default=["127.0.0.1"],
+                help="Addresses the targets listen on (IPv4 or IPv6, optionally "
+                     "with :port, IPv6 in brackets then)."),
+    cfg.PortOpt("port", default=3260,
+                help="TCP port of portals given without one."),
+    cfg.BoolOpt("fileio_write_back", default=True,
+                help="File-backed LUNs report a volatile write cache and flush it on "
+                     "SYNCHRONIZE CACHE (fsync), as a disk with a cache does. When "
+                     "false every write is synchronous (O_DSYNC), which is much "
+                     "slower. I/O is asynchronous either way."),
+]
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(LIO_OPTS, group=GROUP)
+
+
+def portals_from_conf(conf: cfg.ConfigOpts) -> tuple:
+    from iscsiattach.target.model import Portal
+    return tuple(Portal.parse(p, conf.lio.port) for p in conf.lio.portals)
