@@ -105,9 +105,9 @@ class Portal:
         """"10.0.0.1", "10.0.0.1:3261", "::1", "[::1]:3261"."""
         text = text.strip()
         if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
+            host, bracket, rest = text[1:].partition("]")
             port = rest[1:] if rest.startswith(":") else None
-            if rest and port is None:
+            if not bracket or (rest and port is None):
                 raise InvalidInput(f"invalid portal {text!r}")
         elif text.count(":") == 1:
             host, port = text.split(":")

@@ -1,0 +1,25 @@
+"""Layering rules from DESIGN.md that a grep can check."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "iscsiattach"
+
+
+def _importers(module: str) -> set[str]:
+    pattern = re.compile(rf"^\s*(import|from)\s+{module}\b", re.M)
+    return {str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if pattern.search(p.read_text())}
+
+
+def test_only_lio_imports_rtslib():
+    assert _importers("rtslib_fb") == {"target/lio.py"}
+
+
+def test_only_host_side_imports_os_brick():
+    assert all(p.startswith("host/") for p in _importers("os_brick"))
+
+
+def test_nothing_clears_configfs():
+    for p in PKG.rglob("*.py"):
+        assert "clear_existing" not in p.read_text(), p
