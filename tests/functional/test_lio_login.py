@@ -182,3 +182,20 @@ def test_unexport_with_live_session_leaves_nothing(backend, make_backing, me, ta
     assert backend.unexport(spec.volume_id) is True
     assert tamper.leftovers(spec.volume_id) == []
     node.delete()
+
+
+def test_no_secret_in_logs_or_errors(backend, make_backing, me, tamper, caplog):
+    canary = "canary-secret-7f3e9a1c"
+    caplog.set_level("DEBUG")
+    spec, info = export(backend, make_backing())
+    g = grant(me, secret=canary)
+    backend.authorize(spec.volume_id, g)
+    tamper.set_chap_password(spec.volume_id, me, "tampered-canary-1234")
+    drift = backend.drift(spec, [g])
+    backend.authorize(spec.volume_id, g)          # repairs, logging at debug
+    state = backend.inspect(spec.volume_id)
+    backend.deauthorize(spec.volume_id, me)
+    backend.unexport(spec.volume_id)
+    seen = caplog.text + repr(drift) + str(drift) + repr(state)
+    assert caplog.records, "expected the backend to log its operations"
+    assert canary not in seen and "tampered-canary" not in seen
