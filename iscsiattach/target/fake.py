@@ -30,7 +30,8 @@ class FakeTarget:
     # A new TPG in LIO starts open (authentication off); export closes it.
     tpg_attributes: dict[str, str] = field(default_factory=lambda: {
         "authentication": "0", "generate_node_acls": "0",
-        "demo_mode_write_protect": "1", "cache_dynamic_acls": "0"})
+        "demo_mode_write_protect": "1", "cache_dynamic_acls": "0",
+        "demo_mode_discovery": "1", "prod_mode_write_protect": "0"})
     auth_method: str = "CHAP,None"
     portals: set[Portal] = field(default_factory=set)
     lun0: str | None = None              # storage object name

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -57,29 +58,35 @@ _KIND_OF_DIR = {v: k for k, v in _DIRPREFIX.items()}
 _VOLUME_RE = re.compile(r"^volume-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
-def _hba_slots(volume_id: str) -> list[int]:
-    start = int(volume_id.replace("-", ""), 16) % HBA_SPAN
+def _hba_slots(prefix: str, volume_id: str) -> list[int]:
+    """Backstore indexes where this volume's storage object may live.
+
+    The prefix is hashed in, so backends with different prefixes on one node
+    never find (or remove) each other's storage objects.
+    """
+    digest = hashlib.sha256(f"{prefix}\0{volume_id}".encode()).digest()
+    start = int.from_bytes(digest[:8], "big") % HBA_SPAN
     return [HBA_BASE + (start + i) % HBA_SPAN for i in range(HBA_PROBE)]
 
 
+def _has_children(path: Path) -> bool:
+    """An HBA folder always holds attribute files; storage objects are folders."""
+    return any(p.is_dir() for p in path.iterdir())
+
+
 @contextlib.contextmanager
-def _translated(action: str, secret_bearing: bool = False):
+def _translated(action: str):
     """Turn rtslib/kernel errors into TargetError naming ``action``.
 
-    For writes that carry a secret the library's message is dropped (it
-    could quote the value) and only the errno name is kept.
+    CHAP writes do not go through here (see ``_write_auth``): rtslib's
+    message for them could quote the value.
     """
     try:
         yield
     except IscsiAttachError:
         raise
     except (RTSLibError, OSError) as exc:
-        if secret_bearing:
-            code = getattr(exc, "errno", None)
-            why = errno.errorcode.get(code, "refused by the kernel") if code else "refused"
-        else:
-            why = str(exc) or type(exc).__name__
-        raise TargetError(f"{action}: {why}") from None
+        raise TargetError(f"{action}: {exc or type(exc).__name__}") from None
 
 
 class LioBackend(TargetBackend):
@@ -129,16 +136,18 @@ class LioBackend(TargetBackend):
     # -- storage objects ----------------------------------------------------
     def _find_storage_object(self, volume_id: str) -> tuple[BackingKind, int] | None:
         name = volume_name(volume_id)
-        for index in _hba_slots(volume_id):
+        for index in _hba_slots(self.prefix, volume_id):
             for kind, dirp in _DIRPREFIX.items():
                 if (CONFIGFS / "core" / f"{dirp}_{index}" / name).is_dir():
                     return kind, index
         return None
 
     def _free_slot(self, volume_id: str, kind: BackingKind) -> int:
-        for index in _hba_slots(volume_id):
+        for index in _hba_slots(self.prefix, volume_id):
             hba = CONFIGFS / "core" / f"{_DIRPREFIX[kind]}_{index}"
-            if not hba.is_dir() or not any(hba.iterdir()):
+            if hba.is_dir() and not _has_children(hba):
+                hba.rmdir()     # left empty by a crash; rtslib would refuse it
+            if not hba.is_dir():
                 return index
         raise TargetError(f"no free backstore slot for volume {volume_id}")
 
@@ -170,6 +179,13 @@ class LioBackend(TargetBackend):
                                        write_back=self.write_back, aio=True, index=index)
         return BlockStorageObject(spec.name, dev=b.path, wwn=serial, index=index)
 
+    def _storage_object_matches(self, so, spec: ExportSpec) -> bool:
+        try:
+            return self._backing_of(so) == spec.backing and \
+                so.wwn == unit_serial(spec.volume_id)
+        except (RTSLibError, OSError, InvalidInput):
+            return False        # half-configured (a crash mid-create): replace it
+
     @staticmethod
     def _check_new_backing(backing: Backing) -> None:
         check_backing(backing)
@@ -182,16 +198,17 @@ class LioBackend(TargetBackend):
         # the kernel refuses (EBUSY) if anyone else still links to it.
         hba = Path(so.path).parent
         Path(so.path).rmdir()
-        with contextlib.suppress(OSError):   # shared with a colliding volume
+        if not _has_children(hba):
             hba.rmdir()
 
     def _converge_storage_object(self, spec: ExportSpec, tpg: TPG):
         """The right storage object, and the ACL mappings to restore if it was replaced."""
         so = self._storage_object(spec.volume_id)
         if so is not None:
-            if self._backing_of(so) == spec.backing and so.wwn == unit_serial(spec.volume_id):
+            if self._storage_object_matches(so, spec):
                 return so, {}
             LOG.warning("storage object %s drifted; recreating it", spec.name)
+            self._check_new_backing(spec.backing)    # before the old one goes
             kept = self._unlink_lun0(tpg)
             self._delete_storage_object(so)
             return self._create_storage_object(spec), kept
@@ -247,8 +264,11 @@ class LioBackend(TargetBackend):
             if tpg is None or not (Path(tpg.path) / "lun" / "lun_0").is_dir():
                 raise NotFound(f"volume {volume_id} is not exported")
             acl = NodeACL(tpg, grant.initiator, mode="any")
-            self._converge_chap(acl, grant.chap)
+            # Mapping first: an ACL without CHAP admits nobody yet, and new
+            # mappings start write-protected (prod_mode_write_protect=1).
             self._converge_mapping(acl, grant.read_only)
+            self._converge_chap(acl, grant.chap)
+            self._require_acl_auth(acl)
 
     def deauthorize(self, volume_id: str, initiator: str) -> bool:
         validate_iqn(initiator)
@@ -276,7 +296,7 @@ class LioBackend(TargetBackend):
                 if dirp in _KIND_OF_DIR and index.isdigit() and int(index) >= HBA_BASE:
                     for so in hba.iterdir():
                         m = _VOLUME_RE.match(so.name)
-                        if m and int(index) in _hba_slots(m.group(1)):
+                        if m and int(index) in _hba_slots(self.prefix, m.group(1)):
                             ours.add(m.group(1))
             return sorted(ours)
 
@@ -303,11 +323,20 @@ class LioBackend(TargetBackend):
     # -- convergence steps --------------------------------------------------
     @staticmethod
     def _secure_tpg(tpg: TPG) -> None:
-        for name, want in SECURE_TPG_ATTRIBUTES.items():
-            if tpg.get_attribute(name) != want:
-                LOG.info("setting %s=%s on %s", name, want, tpg.parent_target.wwn)
-                tpg.set_attribute(name, want)
-        if tpg.get_parameter("AuthMethod") != AUTH_METHOD:
+        wrong = {n: w for n, w in SECURE_TPG_ATTRIBUTES.items() if tpg.get_attribute(n) != w}
+        bad_auth = tpg.get_parameter("AuthMethod") != AUTH_METHOD
+        if not wrong and not bad_auth:
+            return
+        if tpg.enable:
+            # Fixing the flags only changes future logins; disabling the TPG
+            # drops sessions that got in while it was open. Re-enabled by export.
+            LOG.warning("TPG of %s was open; disabling it to drop its sessions",
+                        tpg.parent_target.wwn)
+            tpg.enable = False
+        for name, want in wrong.items():
+            LOG.info("setting %s=%s on %s", name, want, tpg.parent_target.wwn)
+            tpg.set_attribute(name, want)
+        if bad_auth:
             tpg.set_parameter("AuthMethod", AUTH_METHOD)
 
     def _portals(self, tpg: TPG) -> list[Portal]:
@@ -367,25 +396,30 @@ class LioBackend(TargetBackend):
 
     @staticmethod
     def _converge_chap(acl: NodeACL, chap: ChapCredentials) -> None:
-        action = f"setting CHAP for {acl.node_wwn}"
-        with _translated(action, secret_bearing=True):
-            if acl.chap_userid != chap.userid:
-                acl.chap_userid = chap.userid
-            if acl.chap_password != chap.password.reveal():
-                acl.chap_password = chap.password.reveal()
-            mutual_user = chap.mutual_userid or ""
-            mutual_pass = chap.mutual_password.reveal() if chap.mutual_password else ""
-            if acl.chap_mutual_userid != mutual_user:
-                acl.chap_mutual_userid = mutual_user
-            if acl.chap_mutual_password != mutual_pass:
-                acl.chap_mutual_password = mutual_pass
+        blank = Secret("")
+        for attr, want in (("chap_userid", Secret(chap.userid)),
+                           ("chap_password", chap.password),
+                           ("chap_mutual_userid", Secret(chap.mutual_userid or "")),
+                           ("chap_mutual_password", chap.mutual_password or blank)):
+            _write_auth(acl, attr, want)
+
+    @staticmethod
+    def _require_acl_auth(acl: NodeACL) -> None:
+        # Newer kernels let one ACL override the TPG's authentication flag;
+        # pin it on so no ACL can admit an initiator without CHAP.
+        flag = Path(acl.path) / "attrib" / "authentication"
+        if flag.is_file() and flag.read_text().strip() != "1":
+            flag.write_text("1")
 
     @staticmethod
     def _converge_mapping(acl: NodeACL, read_only: bool) -> None:
         for entry in Path(acl.path).iterdir():
             if entry.is_dir() and entry.name.startswith("lun_") and entry.name != "lun_0":
                 MappedLUN(acl, int(entry.name[4:])).delete()
-        if (Path(acl.path) / "lun_0").is_dir():
+        mapped_dir = Path(acl.path) / "lun_0"
+        if mapped_dir.is_dir() and not any(p.is_symlink() for p in mapped_dir.iterdir()):
+            mapped_dir.rmdir()      # a crash between mkdir and symlink
+        if mapped_dir.is_dir():
             mapped = MappedLUN(acl, 0)
             if mapped.write_protect != read_only:
                 mapped.write_protect = read_only
@@ -407,6 +441,20 @@ class LioBackend(TargetBackend):
         except InvalidInput:
             chap = None     # empty or unusable credentials: reported as drift
         return AclState(acl.node_wwn, chap, mapped)
+
+
+def _write_auth(acl: NodeACL, attr: str, want: Secret) -> None:
+    """Set one CHAP attribute if it differs. Values stay Secrets in every
+    frame here, and the error is raised outside the handler, so neither a
+    traceback's locals nor its chained exception can carry the value."""
+    try:
+        if getattr(acl, attr) == want.reveal():
+            return
+        setattr(acl, attr, want.reveal())
+        return
+    except (RTSLibError, OSError) as exc:
+        why = errno.errorcode.get(getattr(exc, "errno", None) or 0, "refused by the kernel")
+    raise TargetError(f"setting {attr} for {acl.node_wwn}: {why}")
 
 
 def _np_ip(portal: Portal) -> str:

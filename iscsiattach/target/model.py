@@ -19,24 +19,27 @@ from iscsiattach.secret import Secret
 # RFC 3720 3.2.6.3: iqn.yyyy-mm.<reversed domain>[:<unique name>]; eui. and
 # naa. forms for completeness. Lower case only: LIO normalises names, so an
 # upper-case IQN would never match what configfs shows back.
-_IQN_RE = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"
-                     r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:_-]+)?$")
-_EUI_RE = re.compile(r"^eui\.[0-9a-f]{16}$")
-_NAA_RE = re.compile(r"^naa\.([0-9a-f]{16}|[0-9a-f]{32})$")
+# The naming authority has at least two labels and no '_' (rtslib refuses
+# both, and RFC 3722's stringprep profile has no '_').
+_IQN_RE = re.compile(r"iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[a-z0-9.:-]+)?")
+_EUI_RE = re.compile(r"eui\.[0-9a-f]{16}")
+_NAA_RE = re.compile(r"naa\.[125c-f][0-9a-f]{15}")
 MAX_NAME_LEN = 223  # RFC 3720: an iSCSI name is at most 223 bytes
 # CHAP names and secrets are written to configfs (max 255) and to open-iscsi's
 # node records; printable ASCII without blanks or quotes survives both.
-_CHAP_CHARS = re.compile(r"^[A-Za-z0-9!#$%&()*+,./:;<=>?@\[\]^_{|}~-]+$")
+_CHAP_CHARS = re.compile(r"[A-Za-z0-9!#$%&()*+,./:;<=>?@\[\]^_{|}~-]+")
 CHAP_SECRET_MIN = 12  # RFC 3720 8.2.1: at least 96 bits
 CHAP_MAX = 255
 # The kernel's NAA designator for a LUN: IEEE company id 0x001405 followed
 # by the first 25 hex digits of the unit serial (target_core_spc.c).
 LIO_NAA_PREFIX = "6001405"
+MAX_BACKING_PATH = 255
 
 
 def validate_iqn(name: str, what: str = "initiator name") -> str:
     if not isinstance(name, str) or len(name) > MAX_NAME_LEN or not (
-            _IQN_RE.match(name) or _EUI_RE.match(name) or _NAA_RE.match(name)):
+            _IQN_RE.fullmatch(name) or _EUI_RE.fullmatch(name) or _NAA_RE.fullmatch(name)):
         raise InvalidInput(f"invalid {what} {name!r}: expected an RFC 3720 iSCSI "
                            "name such as iqn.2004-10.com.example:host1 (lower case)")
     return name
@@ -84,6 +87,8 @@ class Portal:
 
     def __post_init__(self) -> None:
         try:
+            if "%" in str(self.ip):     # scoped IPv6: the kernel takes no zone
+                raise ValueError
             addr = ipaddress.ip_address(self.ip)
         except ValueError:
             raise InvalidInput(f"invalid portal address {self.ip!r}") from None
@@ -131,12 +136,22 @@ class Backing:
     size: int | None = None   # bytes; required for files, ignored for devices
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", BackingKind(self.kind))
+        try:
+            object.__setattr__(self, "kind", BackingKind(self.kind))
+        except ValueError:
+            raise InvalidInput(f"invalid backing kind {self.kind!r}: expected "
+                               "fileio or block") from None
+        # configfs control strings are comma-separated key=value pairs, and
+        # the kernel silently cuts a file name at 255 bytes.
         if not isinstance(self.path, str) or not self.path.startswith("/") \
-                or "\n" in self.path or "," in self.path or "/../" in self.path + "/":
-            # configfs control strings are comma-separated key=value pairs.
-            raise InvalidInput(f"invalid backing path {self.path!r}: expected an "
-                               "absolute path without ',' or '..'")
+                or "," in self.path or "/../" in self.path + "/" \
+                or any(ord(c) < 32 or ord(c) == 127 for c in self.path) \
+                or len(self.path.encode()) > MAX_BACKING_PATH:
+            raise InvalidInput(f"invalid backing path {self.path!r}: expected an absolute "
+                               f"path of at most {MAX_BACKING_PATH} bytes without ',', "
+                               "'..' or control characters")
+        if self.kind is BackingKind.BLOCK:
+            object.__setattr__(self, "size", None)   # a device has its own size
         if self.kind is BackingKind.FILE and (
                 not isinstance(self.size, int) or self.size < 512 or self.size % 512):
             raise InvalidInput(f"invalid size {self.size!r} for {self.path}: expected a "
@@ -190,9 +205,10 @@ class ChapCredentials:
 
 
 def _check_chap_name(name: object) -> None:
-    if not isinstance(name, str) or not 0 < len(name) <= CHAP_MAX or not _CHAP_CHARS.match(name):
+    if not isinstance(name, str) or not 0 < len(name) <= CHAP_MAX \
+            or not _CHAP_CHARS.fullmatch(name) or name.startswith("NULL"):
         raise InvalidInput(f"invalid CHAP user name {name!r}: 1-{CHAP_MAX} printable "
-                           "characters, no blanks or quotes")
+                           "characters, no blanks or quotes, not starting with NULL")
 
 
 def _check_chap_secret(secret: object, what: str) -> None:
@@ -200,9 +216,11 @@ def _check_chap_secret(secret: object, what: str) -> None:
     if not isinstance(secret, Secret):
         raise InvalidInput(f"{what} must be given as a Secret")
     value = secret.reveal()
-    if not CHAP_SECRET_MIN <= len(value) <= CHAP_MAX or not _CHAP_CHARS.match(value):
+    # The kernel treats any value starting with "NULL" as "not set".
+    if not CHAP_SECRET_MIN <= len(value) <= CHAP_MAX or not _CHAP_CHARS.fullmatch(value) \
+            or value.startswith("NULL"):
         raise InvalidInput(f"invalid {what}: {CHAP_SECRET_MIN}-{CHAP_MAX} printable "
-                           "characters, no blanks or quotes")
+                           "characters, no blanks or quotes, not starting with NULL")
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,8 @@ class Grant:
 
     def __post_init__(self) -> None:
         validate_iqn(self.initiator)
+        if not isinstance(self.read_only, bool):
+            raise InvalidInput(f"read_only must be true or false, not {self.read_only!r}")
 
 
 @dataclass(frozen=True)
@@ -234,6 +254,11 @@ SECURE_TPG_ATTRIBUTES: dict[str, str] = {
     "generate_node_acls": "0",
     "demo_mode_write_protect": "1",
     "cache_dynamic_acls": "0",
+    # SendTargets shows a target only to initiators that have an ACL on it.
+    "demo_mode_discovery": "0",
+    # A new LUN mapping starts read-only; rw grants then lift it. Without it
+    # a read-only grant is writable between mapping and flag.
+    "prod_mode_write_protect": "1",
 }
 
 

@@ -136,12 +136,12 @@ class LioTamper(Tamper):
         target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)
         if target.exists():
             left.append(str(target))
-        for index in _hba_slots(vid):
+        for index in _hba_slots(self.lio.prefix, vid):
             for dirp in ("fileio", "iblock"):
                 hba = CONFIGFS / "core" / f"{dirp}_{index}"
                 if (hba / volume_name(vid)).exists():
                     left.append(str(hba / volume_name(vid)))
-                elif hba.is_dir() and not any(hba.iterdir()):
+                elif hba.is_dir() and not any(p.is_dir() for p in hba.iterdir()):
                     left.append(f"{hba} (empty backstore)")
         return left
 
