@@ -55,6 +55,14 @@ class Node:
         self._write_secrets(secrets)
         return self
 
+    def setup_without_auth(self) -> "Node":
+        self._node("-o", "new")
+        for key, value in (("node.session.auth.authmethod", "None"),
+                           ("node.session.initial_login_retry_max", "0"),
+                           ("node.session.timeo.replacement_timeout", "5")):
+            self._node("-o", "update", "-n", key, "-v", value)
+        return self
+
     def record_file(self) -> Path:
         ip = self.portal.ip     # no brackets, IPv6 included
         # A record made with "-o new" is a file <ip>,<port>; one made by

@@ -130,3 +130,34 @@ def test_compute_drift_names_each_difference():
 
 def test_fake_is_a_target_backend():
     assert isinstance(FakeBackend(), TargetBackend)
+
+
+@pytest.mark.parametrize("name", ["iqn.2004-10.com.example:host\n", "iqn.2004-10.com.ex_ample:h",
+                                  "iqn.2004-10.com:host", "naa.32004567ba64678d",
+                                  "naa.60014051b4e28ba2fa111d2883f0016d"])
+def test_names_rtslib_would_refuse_are_refused(name):
+    with pytest.raises(InvalidInput):
+        Grant(name, ChapCredentials("u", Secret("s" * 12)))
+
+
+def test_null_prefixed_chap_values_refused():
+    # The kernel reads any value starting with NULL as "not set".
+    with pytest.raises(InvalidInput):
+        ChapCredentials("NULLuser", Secret("a-secret-12345"))
+    with pytest.raises(InvalidInput):
+        ChapCredentials("user", Secret("NULL-secret-12345"))
+
+
+def test_read_only_must_be_a_bool():
+    with pytest.raises(InvalidInput):
+        Grant("iqn.2004-10.com.example:h", ChapCredentials("u", Secret("s" * 12)), "true")
+
+
+def test_block_backing_has_no_size_and_bad_kinds_refused():
+    assert Backing(BackingKind.BLOCK, "/dev/loop0", 123).size is None
+    with pytest.raises(InvalidInput):
+        Backing("file", "/v.img", 1 << 20)
+    with pytest.raises(InvalidInput):
+        Backing(BackingKind.FILE, "/" + "x" * 255, 1 << 20)
+    with pytest.raises(InvalidInput):
+        Portal("fe80::1%eth0")
