@@ -7,7 +7,7 @@ Layout in configfs for volume ``V`` (name ``volume-V``):
 
 Every lookup is O(1) in the number of exports: rtslib objects are built in
 ``mode='lookup'``/``'any'`` from a path we compute, and the storage object's
-backstore (HBA) index is derived from the volume id (``_hba_slots``), so we
+backstore (HBA) index is derived from the volume id (``hba_slots``), so we
 never use rtslib's backstore cache (a walk over all of ``core/`` that goes
 stale across processes) nor ``StorageObject.delete()`` (which walks every LUN
 of every target). Only ``list_exports`` walks, for the reconciler.
@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
-import re
 import threading
 from pathlib import Path
 
@@ -43,37 +41,10 @@ from iscsiattach.target.model import (
     ExportInfo, ExportSpec, ExportState, Grant, Portal, unit_serial,
     validate_iqn, validate_volume_id, volume_name)
 
+from iscsiattach.target.lio_layout import (CONFIGFS, DIRPREFIX, HBA_BASE, KIND_OF_DIR,
+                                           TPG_TAG, VOLUME_RE, has_children, hba_slots)
+
 LOG = logging.getLogger(__name__)
-CONFIGFS = Path("/sys/kernel/config/target")
-TPG_TAG = 1
-# Backstore (HBA) indexes we use: the upper half of rtslib's range, which
-# rtslib/targetcli (lowest free index first) reach only past 2**19 objects.
-HBA_BASE = 1 << 19
-HBA_SPAN = 1 << 19
-# Slots probed per volume: a hash collision moves to the next slot. Eight
-# slots all taken at 10,000 volumes has odds near 1e-14.
-HBA_PROBE = 8
-_DIRPREFIX = {BackingKind.FILE: "fileio", BackingKind.BLOCK: "iblock"}
-_KIND_OF_DIR = {v: k for k, v in _DIRPREFIX.items()}
-_VOLUME_RE = re.compile(r"^volume-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-
-
-def _hba_slots(prefix: str, volume_id: str) -> list[int]:
-    """Backstore indexes where this volume's storage object may live.
-
-    The prefix is hashed in, so backends with different prefixes on one node
-    never find (or remove) each other's storage objects.
-    """
-    digest = hashlib.sha256(f"{prefix}\0{volume_id}".encode()).digest()
-    start = int.from_bytes(digest[:8], "big") % HBA_SPAN
-    return [HBA_BASE + (start + i) % HBA_SPAN for i in range(HBA_PROBE)]
-
-
-def _has_children(path: Path) -> bool:
-    """An HBA folder always holds attribute files; storage objects are folders."""
-    return any(p.is_dir() for p in path.iterdir())
-
-
 @contextlib.contextmanager
 def _translated(action: str):
     """Turn rtslib/kernel errors into TargetError naming ``action``.
@@ -136,16 +107,16 @@ class LioBackend(TargetBackend):
     # -- storage objects ----------------------------------------------------
     def _find_storage_object(self, volume_id: str) -> tuple[BackingKind, int] | None:
         name = volume_name(volume_id)
-        for index in _hba_slots(self.prefix, volume_id):
-            for kind, dirp in _DIRPREFIX.items():
+        for index in hba_slots(self.prefix, volume_id):
+            for kind, dirp in DIRPREFIX.items():
                 if (CONFIGFS / "core" / f"{dirp}_{index}" / name).is_dir():
                     return kind, index
         return None
 
     def _free_slot(self, volume_id: str, kind: BackingKind) -> int:
-        for index in _hba_slots(self.prefix, volume_id):
-            hba = CONFIGFS / "core" / f"{_DIRPREFIX[kind]}_{index}"
-            if hba.is_dir() and not _has_children(hba):
+        for index in hba_slots(self.prefix, volume_id):
+            hba = CONFIGFS / "core" / f"{DIRPREFIX[kind]}_{index}"
+            if hba.is_dir() and not has_children(hba):
                 hba.rmdir()     # left empty by a crash; rtslib would refuse it
             if not hba.is_dir():
                 return index
@@ -198,7 +169,7 @@ class LioBackend(TargetBackend):
         # the kernel refuses (EBUSY) if anyone else still links to it.
         hba = Path(so.path).parent
         Path(so.path).rmdir()
-        if not _has_children(hba):
+        if not has_children(hba):
             hba.rmdir()
 
     def _converge_storage_object(self, spec: ExportSpec, tpg: TPG):
@@ -288,15 +259,15 @@ class LioBackend(TargetBackend):
             head = self.prefix + "volume-"
             for entry in os.scandir(self._fm().path):
                 if entry.name.startswith(head):
-                    m = _VOLUME_RE.match(entry.name[len(self.prefix):])
+                    m = VOLUME_RE.match(entry.name[len(self.prefix):])
                     if m:
                         ours.add(m.group(1))
             for hba in (CONFIGFS / "core").iterdir():
                 dirp, _, index = hba.name.rpartition("_")
-                if dirp in _KIND_OF_DIR and index.isdigit() and int(index) >= HBA_BASE:
+                if dirp in KIND_OF_DIR and index.isdigit() and int(index) >= HBA_BASE:
                     for so in hba.iterdir():
-                        m = _VOLUME_RE.match(so.name)
-                        if m and int(index) in _hba_slots(self.prefix, m.group(1)):
+                        m = VOLUME_RE.match(so.name)
+                        if m and int(index) in hba_slots(self.prefix, m.group(1)):
                             ours.add(m.group(1))
             return sorted(ours)
 
@@ -364,7 +335,7 @@ class LioBackend(TargetBackend):
         for link in lun_dir.iterdir():
             if link.is_symlink():
                 so_path = Path(os.path.realpath(link))
-                kind = _KIND_OF_DIR.get(so_path.parent.name.rpartition("_")[0])
+                kind = KIND_OF_DIR.get(so_path.parent.name.rpartition("_")[0])
                 if kind is None:
                     return None
                 cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject

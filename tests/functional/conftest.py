@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from iscsiattach.target import Backing, BackingKind
-from iscsiattach.target.lio import CONFIGFS, LioBackend, _hba_slots
+from iscsiattach.target.lio import LioBackend
+from iscsiattach.target.lio_layout import CONFIGFS, hba_slots
 from iscsiattach.target.model import volume_name
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm
@@ -136,7 +137,7 @@ class LioTamper(Tamper):
         target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)
         if target.exists():
             left.append(str(target))
-        for index in _hba_slots(self.lio.prefix, vid):
+        for index in hba_slots(self.lio.prefix, vid):
             for dirp in ("fileio", "iblock"):
                 hba = CONFIGFS / "core" / f"{dirp}_{index}"
                 if (hba / volume_name(vid)).exists():

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import uuid
 
-from iscsiattach.target import ExportSpec, Portal
-from iscsiattach.target.lio import CONFIGFS, LioBackend, _hba_slots
+from iscsiattach.target import ExportSpec, Grant, Portal
+from iscsiattach.target.lio import LioBackend
+from iscsiattach.target.lio_layout import CONFIGFS, hba_slots
 from iscsiattach.target.model import volume_name
 from tests.contract.target_contract import INITIATOR, chap
-from iscsiattach.target import Grant
 from tests.functional.iscsi import Node, wait_for
 
 PORTAL = Portal("127.0.0.1")
@@ -19,7 +19,7 @@ def _spec(make_backing) -> ExportSpec:
 
 def test_empty_backstore_left_by_a_crash_is_reused(backend, make_backing, tamper):
     spec = _spec(make_backing)
-    first = CONFIGFS / "core" / f"fileio_{_hba_slots(backend.prefix, spec.volume_id)[0]}"
+    first = CONFIGFS / "core" / f"fileio_{hba_slots(backend.prefix, spec.volume_id)[0]}"
     first.mkdir()                       # an HBA whose storage object never came
     backend.export(spec)
     assert (first / volume_name(spec.volume_id)).is_dir()
@@ -29,7 +29,7 @@ def test_empty_backstore_left_by_a_crash_is_reused(backend, make_backing, tamper
 
 def test_half_created_storage_object_is_replaced(backend, make_backing, tamper):
     spec = _spec(make_backing)
-    hba = CONFIGFS / "core" / f"fileio_{_hba_slots(backend.prefix, spec.volume_id)[0]}"
+    hba = CONFIGFS / "core" / f"fileio_{hba_slots(backend.prefix, spec.volume_id)[0]}"
     (hba / volume_name(spec.volume_id)).mkdir(parents=True)   # never configured
     (CONFIGFS / "iscsi" / backend.target_iqn(spec.volume_id) / "tpgt_1").mkdir(parents=True)
     backend.export(spec)
