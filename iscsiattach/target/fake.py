@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from iscsiattach.exception import NotFound
 from iscsiattach.target.base import AUTH_METHOD, TargetBackend, check_backing
+from iscsiattach.target.lio_layout import VOLUME_RE
 from iscsiattach.target.model import (
     SECURE_TPG_ATTRIBUTES, AclState, Backing, ExportInfo,
     ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
@@ -92,10 +93,11 @@ class FakeBackend(TargetBackend):
             return tgt is not None and tgt.acls.pop(initiator, None) is not None
 
     def list_exports(self) -> list[str]:
+        """As LIO: volumes with a target or a storage object of ours."""
         with self._lock:
-            n = len(self.prefix + "volume-")
-            return sorted(iqn[n:] for iqn in self.targets
-                          if iqn.startswith(self.prefix + "volume-"))
+            names = [iqn[len(self.prefix):] for iqn in self.targets
+                     if iqn.startswith(self.prefix)] + list(self.storage_objects)
+            return sorted({m.group(1) for m in map(VOLUME_RE.match, names) if m})
 
     def inspect(self, volume_id: str) -> ExportState | None:
         with self._lock:

@@ -38,6 +38,7 @@ class Tamper:
     def create_foreign_target(self, iqn): raise NotImplementedError
     def foreign_target_exists(self, iqn): raise NotImplementedError
     def remove_foreign_target(self, iqn): raise NotImplementedError
+    def remove_target_only(self, volume_id): raise NotImplementedError
     def leftovers(self, volume_id): raise NotImplementedError
 
 
@@ -82,6 +83,13 @@ class TargetContract:
         listed = backend.list_exports()
         assert spec.volume_id in listed and other.volume_id in listed
         assert listed == sorted(listed)
+
+    def test_storage_without_target_is_listed_and_removed(self, backend, tamper, exported):
+        tamper.remove_target_only(exported.volume_id)
+        assert backend.inspect(exported.volume_id) is None
+        assert exported.volume_id in backend.list_exports()     # an orphan of ours
+        assert backend.unexport(exported.volume_id) is True
+        assert tamper.leftovers(exported.volume_id) == []
 
     def test_export_converges_portals(self, backend, exported):
         v6 = Portal("::1", 3260)

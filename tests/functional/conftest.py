@@ -132,6 +132,18 @@ class LioTamper(Tamper):
         if path.is_dir():
             path.rmdir()
 
+    def remove_target_only(self, vid):
+        target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)
+        self.remove_lun0(vid)
+        tpg = target / "tpgt_1"
+        (tpg / "enable").write_text("0")
+        for acl in (tpg / "acls").iterdir():
+            acl.rmdir()
+        for np in (tpg / "np").iterdir():
+            np.rmdir()
+        tpg.rmdir()
+        target.rmdir()
+
     def leftovers(self, vid):
         left = []
         target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)

@@ -54,6 +54,9 @@ class FakeTamper(Tamper):
     def remove_foreign_target(self, iqn):
         self.fake.targets.pop(iqn, None)
 
+    def remove_target_only(self, vid):
+        del self.fake.targets[self.fake.target_iqn(vid)]
+
     def leftovers(self, vid):
         left = [iqn for iqn in self.fake.targets if iqn.endswith(vid)
                 and iqn.startswith(self.fake.prefix)]
