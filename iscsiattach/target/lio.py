@@ -124,11 +124,7 @@ class LioBackend(TargetBackend):
 
     def _storage_object(self, volume_id: str):
         found = self._find_storage_object(volume_id)
-        if found is None:
-            return None
-        kind, index = found
-        cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
-        return cls(volume_name(volume_id), index=index)
+        return _so_at(found[0], volume_name(volume_id), found[1]) if found else None
 
     @staticmethod
     def _backing_of(so) -> Backing:
@@ -138,7 +134,6 @@ class LioBackend(TargetBackend):
 
     def _create_storage_object(self, spec: ExportSpec):
         b = spec.backing
-        self._check_new_backing(b)
         index = self._free_slot(spec.volume_id, b.kind)
         serial = unit_serial(spec.volume_id)
         LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
@@ -175,22 +170,20 @@ class LioBackend(TargetBackend):
     def _converge_storage_object(self, spec: ExportSpec, tpg: TPG):
         """The right storage object, and the ACL mappings to restore if it was replaced."""
         so = self._storage_object(spec.volume_id)
+        if so is not None and self._storage_object_matches(so, spec):
+            return so, {}
+        self._check_new_backing(spec.backing)    # before anything old goes
+        kept = {}
         if so is not None:
-            if self._storage_object_matches(so, spec):
-                return so, {}
             LOG.warning("storage object %s drifted; recreating it", spec.name)
-            self._check_new_backing(spec.backing)    # before the old one goes
             kept = self._unlink_lun0(tpg)
             self._delete_storage_object(so)
-            return self._create_storage_object(spec), kept
-        return self._create_storage_object(spec), {}
+        return self._create_storage_object(spec), kept
 
     # -- operations ---------------------------------------------------------
     def export(self, spec: ExportSpec) -> ExportInfo:
         with self._locked(), _translated(f"exporting volume {spec.volume_id}"):
             fresh = not self._target_path(spec.volume_id).is_dir()
-            if fresh and self._find_storage_object(spec.volume_id) is None:
-                self._check_new_backing(spec.backing)   # refuse before making anything
             try:
                 self._converge_export(spec)
             except Exception:
@@ -335,11 +328,9 @@ class LioBackend(TargetBackend):
         for link in lun_dir.iterdir():
             if link.is_symlink():
                 so_path = Path(os.path.realpath(link))
-                kind = KIND_OF_DIR.get(so_path.parent.name.rpartition("_")[0])
-                if kind is None:
-                    return None
-                cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
-                return cls(so_path.name, index=so_path.parent.name.rpartition("_")[2])
+                dirp, _, index = so_path.parent.name.rpartition("_")
+                kind = KIND_OF_DIR.get(dirp)
+                return _so_at(kind, so_path.name, int(index)) if kind else None
         return None
 
     def _converge_lun0(self, tpg: TPG, so, kept: dict[str, bool]) -> None:
@@ -361,7 +352,7 @@ class LioBackend(TargetBackend):
         for acl in tpg.node_acls:
             ml = Path(acl.path) / "lun_0"
             if ml.is_dir():
-                kept[acl.node_wwn] = (ml / "write_protect").read_text().strip() == "1"
+                kept[acl.node_wwn] = _write_protected(ml)
         LUN(tpg, 0).delete()
         return kept
 
@@ -402,8 +393,7 @@ class LioBackend(TargetBackend):
         mapped = {}
         for entry in Path(acl.path).iterdir():
             if entry.is_dir() and entry.name.startswith("lun_"):
-                wp = (entry / "write_protect").read_text().strip() == "1"
-                mapped[int(entry.name[4:])] = wp
+                mapped[int(entry.name[4:])] = _write_protected(entry)
         try:
             chap = ChapCredentials(
                 acl.chap_userid, Secret(acl.chap_password),
@@ -426,6 +416,15 @@ def _write_auth(acl: NodeACL, attr: str, want: Secret) -> None:
     except (RTSLibError, OSError) as exc:
         why = errno.errorcode.get(getattr(exc, "errno", None) or 0, "refused by the kernel")
     raise TargetError(f"setting {attr} for {acl.node_wwn}: {why}")
+
+
+def _so_at(kind: BackingKind, name: str, index: int):
+    cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
+    return cls(name, index=index)
+
+
+def _write_protected(mapped_lun_dir: Path) -> bool:
+    return (mapped_lun_dir / "write_protect").read_text().strip() == "1"
 
 
 def _np_ip(portal: Portal) -> str:
