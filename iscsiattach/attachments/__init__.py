@@ -1,0 +1,1 @@
+"""The service: volumes, the attach/detach v2 workflow, and the reconciler."""

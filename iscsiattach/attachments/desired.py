@@ -1,0 +1,84 @@
+"""What LIO must look like for one volume, derived from the store, and the
+one routine that makes it so. Connect, delete, rollback and the reconciler
+all use it: the store says what is wanted, this converges the kernel.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from iscsiattach.attachments.state import CONNECTED
+from iscsiattach.exception import Conflict
+from iscsiattach.store import Attachment, Store, Volume
+from iscsiattach.target import (Backing, ChapCredentials, Drift, ExportSpec, Grant,
+                                Portal, TargetBackend)
+from iscsiattach.volumes.base import VolumeBackend
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Desired:
+    spec: ExportSpec | None        # None: the volume must not be exported
+    grants: list[Grant]
+
+
+def connected(attachments: list[Attachment]) -> list[Attachment]:
+    return [a for a in attachments if a.status in CONNECTED and a.initiator and a.chap_secret]
+
+
+def grants_for(attachments: list[Attachment]) -> list[Grant]:
+    """One grant per initiator. Attachments from one initiator share its ACL
+    and credentials; the mapping is read-only only if all of them are."""
+    by_initiator: dict[str, list[Attachment]] = {}
+    for a in connected(attachments):
+        by_initiator.setdefault(a.initiator, []).append(a)
+    grants = []
+    for initiator, atts in sorted(by_initiator.items()):
+        first = min(atts, key=lambda a: (a.created_at, a.id))
+        grants.append(Grant(initiator, ChapCredentials(first.chap_userid, first.chap_secret),
+                            read_only=all(a.attach_mode == "ro" for a in atts)))
+    return grants
+
+
+class Converger:
+    def __init__(self, store: Store, target: TargetBackend, volumes: VolumeBackend,
+                 portals: tuple[Portal, ...]) -> None:
+        self.store, self.target, self.volumes, self.portals = store, target, volumes, portals
+
+    def backing(self, volume: Volume) -> Backing:
+        found = self.volumes.provisioned(volume.id, volume.location) if volume.location else None
+        if found is None:
+            raise Conflict(f"volume {volume.id} has no storage ({volume.location})")
+        return found.backing
+
+    def desired(self, volume: Volume) -> Desired:
+        grants = grants_for(self.store.attachments(volume.id))
+        if not grants:
+            return Desired(None, [])
+        return Desired(ExportSpec(volume.id, self.backing(volume), self.portals), grants)
+
+    def drift(self, volume: Volume) -> list[Drift]:
+        want = self.desired(volume)
+        if want.spec is None:
+            found = self.target.inspect(volume.id)
+            return [] if found is None else [Drift(volume.id, "export-extra",
+                                                   "exported with no connected attachment")]
+        return self.target.drift(want.spec, want.grants)
+
+    def converge(self, volume: Volume):
+        """Make LIO match the store for one volume; returns the ExportInfo or None."""
+        want = self.desired(volume)
+        if want.spec is None:
+            if self.target.unexport(volume.id):
+                LOG.info("volume %s: export removed (no connected attachment)", volume.id)
+            return None
+        info = self.target.export(want.spec)
+        for grant in want.grants:
+            self.target.authorize(volume.id, grant)
+        wanted = {g.initiator for g in want.grants}
+        state = self.target.inspect(volume.id)
+        for initiator in sorted(set(state.acls) - wanted if state else ()):
+            LOG.info("volume %s: removing ACL of %s", volume.id, initiator)
+            self.target.deauthorize(volume.id, initiator)
+        return info

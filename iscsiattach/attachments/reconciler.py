@@ -1,0 +1,123 @@
+"""The reconciler: makes LIO match the store, at start and periodically.
+
+For each volume in the store, under its lock: finish what a crash cut short
+(creating, deleting, extending), compare LIO with what the store wants and
+converge it when they differ, and put the volume's status back in line with
+its attachments. Then remove exports under our prefix that the store does
+not know (orphans). Foreign targets are never seen: the backend lists only
+our prefix. Each repair is one log line without secrets.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from iscsiattach.attachments import state as st
+from iscsiattach.attachments.desired import Converger
+from iscsiattach.attachments.locks import VolumeLocks
+from iscsiattach.attachments.volumes import VolumeService
+from iscsiattach.exception import IscsiAttachError, NotFound
+from iscsiattach.store import Volume
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    volumes_checked: int = 0
+    drift_found: int = 0            # differences seen, one per Drift
+    volumes_repaired: int = 0       # volumes whose LIO state was converged
+    orphans_removed: int = 0        # our exports the store does not know
+    statuses_fixed: int = 0
+    interrupted_resolved: int = 0   # creating / deleting / extending left by a crash
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return (self.volumes_repaired + self.orphans_removed + self.statuses_fixed
+                + self.interrupted_resolved)
+
+
+class Reconciler:
+    def __init__(self, converger: Converger, volumes: VolumeService, locks: VolumeLocks) -> None:
+        self.converger, self.volumes, self.locks = converger, volumes, locks
+        self.store = converger.store
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        report = Report()
+        known = set()
+        for vol in self.store.volumes():
+            known.add(vol.id)
+            report.volumes_checked += 1
+            try:
+                with self.locks.lock(vol.id):
+                    self._reconcile_volume(vol.id, report)
+            except IscsiAttachError as exc:
+                report.errors.append(f"volume {vol.id}: {exc}")
+                LOG.error("reconcile: volume %s: %s", vol.id, exc)
+        self._remove_orphans(known, report)
+        report.seconds = time.monotonic() - started
+        LOG.info("reconcile: %d volumes, %d drift, %d repaired, %d orphans removed, "
+                 "%d statuses fixed, %d interrupted operations resolved, %d errors, %.2fs",
+                 report.volumes_checked, report.drift_found, report.volumes_repaired,
+                 report.orphans_removed, report.statuses_fixed, report.interrupted_resolved,
+                 len(report.errors), report.seconds)
+        return report
+
+    def _reconcile_volume(self, volume_id: str, report: Report) -> None:
+        try:
+            vol = self.store.volume(volume_id)
+        except NotFound:
+            return                          # deleted meanwhile
+        vol = self._resolve_interrupted(vol, report)
+        if vol is None:
+            return
+        drift = self.converger.drift(vol)
+        if drift:
+            report.drift_found += len(drift)
+            for d in drift:
+                LOG.warning("reconcile: %s", d)
+            self.converger.converge(vol)
+            report.volumes_repaired += 1
+        want = st.volume_status_for(a.status for a in self.store.attachments(vol.id))
+        if vol.status in st.ATTACHABLE and vol.status != want:
+            if self.store.cas_volume(vol.id, [vol.status], status=want):
+                LOG.warning("reconcile: volume %s status %s -> %s", vol.id, vol.status, want)
+                report.statuses_fixed += 1
+
+    def _resolve_interrupted(self, vol: Volume, report: Report) -> Volume | None:
+        if vol.status == st.DELETING:
+            LOG.warning("reconcile: finishing the deletion of volume %s", vol.id)
+            self.volumes.finish_delete(vol)
+            report.interrupted_resolved += 1
+            return None
+        if vol.status == st.CREATING:
+            # The backend call never returned: its storage, if any, is unknown.
+            LOG.warning("reconcile: volume %s was being created; marking it error", vol.id)
+            self.store.cas_volume(vol.id, [st.CREATING], status=st.ERROR)
+            report.interrupted_resolved += 1
+        elif vol.status == st.EXTENDING:
+            found = self.converger.volumes.provisioned(vol.id, vol.location)
+            size = found.size_gib if found else vol.size_gib
+            want = st.volume_status_for(a.status for a in self.store.attachments(vol.id))
+            LOG.warning("reconcile: volume %s was being extended; now %d GiB", vol.id, size)
+            self.store.cas_volume(vol.id, [st.EXTENDING], status=want, size_gib=size)
+            report.interrupted_resolved += 1
+        return self.store.volume(vol.id)
+
+    def _remove_orphans(self, known: set[str], report: Report) -> None:
+        for volume_id in self.converger.target.list_exports():
+            if volume_id in known:
+                continue
+            with self.locks.lock(volume_id):
+                try:
+                    self.store.volume(volume_id)
+                    continue                # created since the listing
+                except NotFound:
+                    pass
+                LOG.warning("reconcile: removing orphan export of unknown volume %s", volume_id)
+                self.converger.target.unexport(volume_id)
+                report.orphans_removed += 1

@@ -1,0 +1,170 @@
+"""The attach/detach v2 workflow (Cinder's attachments API semantics).
+
+Every change happens under the volume's lock, is recorded in the store
+before the kernel is touched (compare-and-swap on statuses), and then LIO is
+converged from the store (``desired.Converger``). A failure leaves a clear
+state (error_attaching / error_detaching) and LIO as the store wants it.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from iscsiattach.attachments import state as st
+from iscsiattach.attachments.connection import (Connector, connection_info, new_chap,
+                                                validate_mode)
+from iscsiattach.attachments.desired import Converger, connected
+from iscsiattach.attachments.ids import parse_uuid
+from iscsiattach.attachments.locks import VolumeLocks
+from iscsiattach.exception import Conflict, IscsiAttachError
+from iscsiattach.store import Attachment, Store, Volume
+from iscsiattach.store.db import utcnow
+from iscsiattach.target import ChapCredentials
+from iscsiattach.target.model import validate_volume_id
+
+LOG = logging.getLogger(__name__)
+
+
+class AttachmentService:
+    def __init__(self, store: Store, converger: Converger, locks: VolumeLocks) -> None:
+        self.store, self.converger, self.locks = store, converger, locks
+
+    # -- queries --------------------------------------------------------------
+    def show(self, attachment_id: str) -> Attachment:
+        return self.store.attachment(parse_uuid(attachment_id, "attachment id"))
+
+    def list(self, volume_id: str | None = None) -> list[Attachment]:
+        return self.store.attachments(volume_id)
+
+    # -- create / reserve -------------------------------------------------------
+    def create(self, volume_id: str, instance_uuid: str | None, connector: Any = None,
+               mode: str = "rw") -> tuple[Attachment, dict | None]:
+        """Reserve; with a connector, reserve and connect in one call."""
+        volume_id = validate_volume_id(parse_uuid(volume_id, "volume id"))
+        instance_uuid = parse_uuid(instance_uuid, "instance uuid") if instance_uuid else None
+        mode = validate_mode(mode)
+        parsed = Connector.parse(connector) if connector is not None else None
+        with self.locks.lock(volume_id):
+            att = self._reserve(volume_id, instance_uuid, mode)
+            if parsed is None:
+                return att, None
+            return self._connect(att, parsed)
+
+    def _reserve(self, volume_id: str, instance_uuid: str | None, mode: str) -> Attachment:
+        vol = self.store.volume(volume_id)
+        if vol.status not in st.ATTACHABLE:
+            raise Conflict(f"volume {volume_id} is {vol.status}, it cannot be attached")
+        live = [a for a in self.store.attachments(volume_id) if a.status in st.LIVE]
+        if not vol.multiattach and any(a.instance_uuid != instance_uuid for a in live):
+            raise Conflict(f"volume {volume_id} is already attached and is not multiattach")
+        att_id = str(uuid.uuid4())
+        new_status = st.volume_status_for([a.status for a in live] + [st.A_RESERVED])
+        if not self.store.cas_volume(volume_id, [vol.status], status=new_status):
+            raise Conflict(f"volume {volume_id} changed while reserving it; retry")
+        att = self.store.add_attachment(id=att_id, volume_id=volume_id,
+                                        instance_uuid=instance_uuid, status=st.A_RESERVED,
+                                        attach_mode=mode)
+        LOG.info("attachment %s reserved volume %s", att_id, volume_id)
+        return att
+
+    # -- update (connect) -------------------------------------------------------
+    def update(self, attachment_id: str, connector: Any) -> tuple[Attachment, dict]:
+        att = self.show(attachment_id)
+        parsed = Connector.parse(connector)
+        with self.locks.lock(att.volume_id):
+            return self._connect(self.store.attachment(att.id), parsed)
+
+    def _connect(self, att: Attachment, conn: Connector) -> tuple[Attachment, dict]:
+        vol = self.store.volume(att.volume_id)
+        if att.status in st.CONNECTED and att.initiator != conn.initiator:
+            raise Conflict(f"attachment {att.id} is connected to {att.initiator}; "
+                           "delete it to connect another host")
+        if att.status not in (st.A_RESERVED, st.A_ERROR_ATTACHING) + st.CONNECTED:
+            raise Conflict(f"attachment {att.id} is {att.status}, it cannot be connected")
+        others = [a for a in connected(self.store.attachments(vol.id)) if a.id != att.id]
+        if not vol.multiattach and any(a.initiator != conn.initiator for a in others):
+            raise Conflict(f"volume {vol.id} is connected to another host and is not "
+                           "multiattach")
+        chap = self._credentials(att, others, conn.initiator)
+        status = att.status if att.status in st.CONNECTED else st.A_ATTACHING
+        repeat = att.status in st.CONNECTED and att.connector == conn.raw \
+            and att.chap_userid == chap.userid
+        # Intent first: the store says "attaching" before the kernel changes.
+        if not repeat and not self.store.cas_attachment(att.id, [att.status], status=status,
+                                         connector=conn.raw, initiator=conn.initiator,
+                                         host=conn.host, chap_userid=chap.userid,
+                                         chap_secret=chap.password):
+            raise Conflict(f"attachment {att.id} changed while connecting it; retry")
+        self._settle_volume(vol.id)
+        try:
+            export = self.converger.converge(self.store.volume(vol.id))
+        except IscsiAttachError as exc:
+            self._fail_connect(att.id, vol.id, exc)
+            raise
+        att = self.store.attachment(att.id)
+        LOG.info("attachment %s connected volume %s to %s", att.id, vol.id, conn.initiator)
+        return att, connection_info(export, chap, attachment_id=att.id,
+                                    mode=att.attach_mode, multipath=conn.multipath)
+
+    @staticmethod
+    def _credentials(att: Attachment, others: list[Attachment], initiator: str) -> ChapCredentials:
+        """One ACL per initiator: a second attachment from the same initiator
+        gets the credentials of the first; a retry keeps its own."""
+        for other in sorted(others, key=lambda a: (a.created_at, a.id)):
+            if other.initiator == initiator:
+                return ChapCredentials(other.chap_userid, other.chap_secret)
+        if att.initiator == initiator and att.chap_secret:
+            return ChapCredentials(att.chap_userid, att.chap_secret)
+        return new_chap()
+
+    def _fail_connect(self, att_id: str, volume_id: str, exc: Exception) -> None:
+        LOG.error("attachment %s: connect failed: %s", att_id, exc)
+        self.store.cas_attachment(att_id, st.CONNECTED, status=st.A_ERROR_ATTACHING)
+        try:
+            self.converger.converge(self.store.volume(volume_id))   # roll LIO back
+        except IscsiAttachError as again:
+            LOG.error("volume %s: rollback incomplete, the reconciler will finish it: %s",
+                      volume_id, again)
+        self._settle_volume(volume_id)
+
+    # -- complete / delete --------------------------------------------------------
+    def complete(self, attachment_id: str) -> Attachment:
+        att = self.show(attachment_id)
+        with self.locks.lock(att.volume_id):
+            att = self.store.attachment(att.id)
+            if att.status == st.A_ATTACHED:
+                return att
+            if not self.store.cas_attachment(att.id, [st.A_ATTACHING], status=st.A_ATTACHED,
+                                             attached_at=utcnow()):
+                raise Conflict(f"attachment {att.id} is {att.status}; only a connected "
+                               "attachment can be completed")
+            self._settle_volume(att.volume_id)
+            LOG.info("attachment %s of volume %s completed", att.id, att.volume_id)
+            return self.store.attachment(att.id)
+
+    def delete(self, attachment_id: str) -> None:
+        """Detach: the initiator's ACL goes unless another attachment of the
+        volume uses it; the export goes with the last connected attachment."""
+        att = self.show(attachment_id)
+        with self.locks.lock(att.volume_id):
+            att = self.store.attachment(att.id)
+            if att.status != st.A_DETACHED and not self.store.cas_attachment(
+                    att.id, [att.status], status=st.A_DETACHED, detached_at=utcnow()):
+                raise Conflict(f"attachment {att.id} changed while deleting it; retry")
+            vol = self.store.volume(att.volume_id)
+            self.store.cas_volume(vol.id, st.ATTACHABLE, status=st.DETACHING)
+            try:
+                self.converger.converge(vol)
+            except IscsiAttachError:
+                self.store.cas_attachment(att.id, [st.A_DETACHED], status=st.A_ERROR_DETACHING)
+                self._settle_volume(vol.id)
+                raise
+            self._settle_volume(vol.id)
+            LOG.info("attachment %s of volume %s deleted", att.id, vol.id)
+
+    def _settle_volume(self, volume_id: str) -> Volume:
+        """Set the volume's status from its attachments (never over deleting & co)."""
+        statuses = [a.status for a in self.store.attachments(volume_id)]
+        self.store.cas_volume(volume_id, st.ATTACHABLE, status=st.volume_status_for(statuses))
+        return self.store.volume(volume_id)

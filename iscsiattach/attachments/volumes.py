@@ -1,0 +1,107 @@
+"""Volumes: create, list, show, extend, delete, over a volume backend."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from iscsiattach.attachments import state as st
+from iscsiattach.attachments.desired import Converger, connected
+from iscsiattach.attachments.ids import parse_uuid
+from iscsiattach.attachments.locks import VolumeLocks
+from iscsiattach.exception import Conflict, InvalidInput, IscsiAttachError
+from iscsiattach.store import Store, Volume
+from iscsiattach.volumes.base import validate_size_gib
+
+LOG = logging.getLogger(__name__)
+MAX_NAME = 255
+
+
+def validate_name(name: Any) -> str:
+    if name is None:
+        return ""
+    if not isinstance(name, str) or len(name) > MAX_NAME or \
+            any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInput(f"invalid volume name {name!r}: at most {MAX_NAME} printable "
+                           "characters")
+    return name
+
+
+class VolumeService:
+    def __init__(self, store: Store, converger: Converger, locks: VolumeLocks,
+                 max_size_gib: int = 16384) -> None:
+        self.store, self.converger, self.locks = store, converger, locks
+        self.backend = converger.volumes
+        self.max_size_gib = max_size_gib
+
+    def show(self, volume_id: str) -> Volume:
+        return self.store.volume(parse_uuid(volume_id, "volume id"))
+
+    def list(self) -> list[Volume]:
+        return self.store.volumes()
+
+    def create(self, size_gib: Any, name: Any = None, multiattach: Any = False,
+               source: str | None = None) -> Volume:
+        size = validate_size_gib(size_gib, self.max_size_gib)
+        name = validate_name(name)
+        if not isinstance(multiattach, bool):
+            raise InvalidInput(f"multiattach must be true or false, not {multiattach!r}")
+        vid = str(uuid.uuid4())
+        # Intent first: a crash while provisioning leaves a "creating" row
+        # the reconciler can finish or mark as error.
+        self.store.add_volume(id=vid, name=name, size_gib=size, backend=self.backend.name,
+                              location=None, multiattach=multiattach, status=st.CREATING)
+        try:
+            made = self.backend.create(vid, size, source)
+        except IscsiAttachError:
+            self.store.remove_volume(vid)     # nothing was made: nothing to keep
+            raise
+        self.store.cas_volume(vid, [st.CREATING], status=st.AVAILABLE,
+                              location=made.location, size_gib=made.size_gib)
+        LOG.info("volume %s created (%d GiB, %s)", vid, made.size_gib, self.backend.name)
+        return self.store.volume(vid)
+
+    def extend(self, volume_id: str, new_size_gib: Any) -> Volume:
+        vol = self.show(volume_id)
+        size = validate_size_gib(new_size_gib, self.max_size_gib)
+        with self.locks.lock(vol.id):
+            vol = self.store.volume(vol.id)
+            if size <= vol.size_gib:
+                raise InvalidInput(f"new size {size} GiB must be larger than {vol.size_gib} GiB")
+            if vol.status not in (st.AVAILABLE, st.RESERVED, st.ATTACHING, st.IN_USE):
+                raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be extended")
+            if not self.store.cas_volume(vol.id, [vol.status], status=st.EXTENDING):
+                raise Conflict(f"volume {vol.id} changed while extending it; retry")
+            try:
+                made = self.backend.extend(vol.id, vol.location, size)
+                self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=made.size_gib)
+                # The LUN picks up the new size so a connected host can rescan.
+                self.converger.converge(self.store.volume(vol.id))
+            finally:
+                self._settle(vol.id)
+            LOG.info("volume %s extended to %d GiB", vol.id, size)
+            return self.store.volume(vol.id)
+
+    def delete(self, volume_id: str) -> None:
+        vol = self.show(volume_id)
+        with self.locks.lock(vol.id):
+            vol = self.store.volume(vol.id)
+            live = [a for a in self.store.attachments(vol.id) if a.status in st.LIVE]
+            if live or connected(self.store.attachments(vol.id)):
+                raise Conflict(f"volume {vol.id} has attachments; delete them first")
+            if vol.status not in (st.AVAILABLE, st.ERROR, st.DELETING) or not \
+                    self.store.cas_volume(vol.id, [vol.status], status=st.DELETING):
+                raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be deleted")
+            self.finish_delete(vol)
+
+    def finish_delete(self, vol: Volume) -> None:
+        """Remove export, data and record; safe to repeat after a crash."""
+        self.converger.target.unexport(vol.id)
+        if vol.location:
+            self.backend.delete(vol.id, vol.location)
+        self.store.remove_volume(vol.id)
+        LOG.info("volume %s deleted", vol.id)
+
+    def _settle(self, volume_id: str) -> None:
+        statuses = [a.status for a in self.store.attachments(volume_id)]
+        self.store.cas_volume(volume_id, [st.EXTENDING], status=st.volume_status_for(statuses))

@@ -1,0 +1,4 @@
+"""Durable state: SQLite through SQLAlchemy, schema kept by alembic."""
+from iscsiattach.store.db import Attachment, Store, Volume
+
+__all__ = ["Attachment", "Store", "Volume"]
