@@ -1,0 +1,124 @@
+"""The devref workflow through the service on real LIO, proved with real logins."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from iscsiattach.attachments.services import build, lock_dir
+from iscsiattach.target import Portal
+from iscsiattach.target.lio import LioBackend
+from iscsiattach.target.lio_layout import CONFIGFS
+from iscsiattach.volumes.file import FileBackend
+from tests.functional.conftest import PREFIX
+from tests.functional.iscsi import Node, initiator_name, write_and_read_back
+
+PORTAL = Portal("127.0.0.1")
+
+
+def _services(state, scratch):
+    lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(state)))
+    return build(str(state), lio, FileBackend(str(scratch / "volumes")), (PORTAL,))
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def services(state, scratch_fs, backend):      # backend: cleans up our prefix after
+    return _services(state, scratch_fs)
+
+
+def connector(me):
+    return {"initiator": me, "ip": "127.0.0.1", "host": "guest", "platform": "x86_64",
+            "os_type": "linux", "multipath": False}
+
+
+def login(info) -> Node:
+    assert info["auth_method"] == "CHAP"
+    node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
+    node.setup(info["auth_username"], info["auth_password"].reveal())
+    return node
+
+
+def test_reserve_update_complete_delete_with_real_login(services):
+    me = initiator_name()
+    vol = services.volumes.create(1)
+    att, info = services.attachments.create(vol.id, str(uuid.uuid4()))
+    assert info is None
+    att, info = services.attachments.update(att.id, connector(me))
+    node = login(info)
+    assert node.login().returncode == 0
+    dev = node.device()
+    assert write_and_read_back(dev, 4 << 20)
+    assert services.attachments.complete(att.id).status == "attached"
+    assert services.store.volume(vol.id).status == "in-use"
+    node.logout()
+    services.attachments.delete(att.id)
+    assert services.store.volume(vol.id).status == "available"
+    assert node.login().returncode != 0, "login still possible after the attachment was deleted"
+    node.delete()
+    services.volumes.delete(vol.id)
+
+
+def test_create_and_connect_in_one_call_and_data_persists(services):
+    me = initiator_name()
+    vol = services.volumes.create(1)
+    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+    node = login(info)
+    assert node.login().returncode == 0
+    dev = node.device()
+    payload = b"iscsiattach" * 372 + b"\0" * 4
+    with open(dev, "r+b", buffering=0) as f:
+        f.write(payload.ljust(4096, b"\0"))
+        import os
+        os.fsync(f.fileno())
+    node.delete()
+    services.attachments.delete(att.id)
+    # Attach again: the same bytes come back from the volume's file.
+    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+    node = login(info)
+    assert node.login().returncode == 0
+    with open(node.device(), "rb", buffering=0) as f:
+        assert f.read(4096).startswith(payload)
+    node.delete()
+    services.attachments.delete(att.id)
+
+
+def test_reboot_restores_exports_and_the_same_login_works(services, state, scratch_fs):
+    me = initiator_name()
+    vol = services.volumes.create(1, multiattach=True)
+    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+    services.attachments.complete(att.id)
+    # "Reboot": our LIO objects vanish behind the service's back.
+    services.converger.target.unexport(vol.id)
+    assert services.converger.target.inspect(vol.id) is None
+    restarted = _services(state, scratch_fs)       # a new process over the same state
+    report = restarted.reconciler.run()
+    assert report.volumes_repaired == 1
+    node = login(info)                              # credentials from before the reboot
+    assert node.login().returncode == 0
+    assert write_and_read_back(node.device(), 1 << 20)
+    node.delete()
+    restarted.attachments.delete(att.id)
+    assert restarted.reconciler.run().changed == 0
+
+
+def test_orphan_export_under_our_prefix_is_removed(services, scratch_fs):
+    me = initiator_name()
+    vol = services.volumes.create(1)
+    services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+    # The store forgets the volume (as if restored from an older backup).
+    services.store.remove_volume(vol.id)
+    foreign = CONFIGFS / "iscsi" / ("iqn.2003-01.org.linux-iscsi.other:volume-" + vol.id)
+    (foreign / "tpgt_1").mkdir(parents=True)
+    try:
+        report = services.reconciler.run()
+        assert report.orphans_removed == 1
+        assert services.converger.target.inspect(vol.id) is None
+        assert (foreign / "tpgt_1").is_dir(), "a foreign target was touched"
+    finally:
+        (foreign / "tpgt_1").rmdir()
+        foreign.rmdir()
