@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from iscsiattach.attachments import reconciler
 from iscsiattach.target import options as target_options
+from iscsiattach.volumes import options as volume_options
 
 DEFAULT_OPTS = [
     cfg.StrOpt("state_path", default="/var/lib/iscsiattach",
@@ -18,7 +20,9 @@ DEFAULT_OPTS = [
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [(None, DEFAULT_OPTS),
-            (target_options.GROUP, target_options.LIO_OPTS)]
+            (target_options.GROUP, target_options.LIO_OPTS),
+            (volume_options.GROUP, volume_options.VOLUME_OPTS),
+            (reconciler.GROUP, reconciler.RECONCILER_OPTS)]
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

@@ -9,7 +9,8 @@ edges (HTTP API, CLI) translate the classes once:
     +-- NotFound                the named thing does not exist        (404 / exit 1)
     +-- Conflict                valid, but not in the current state   (409 / exit 1)
     +-- TargetError             the kernel target refused or failed   (500 / exit 1)
-        +-- TargetUnavailable   no LIO here (configfs or modules missing)
+    |   +-- TargetUnavailable   no LIO here (configfs or modules missing)
+    +-- VolumeBackendError      lvm2 / the filesystem / sysfs failed  (500 / exit 1)
 
 Messages are written for the person reading them and never contain a
 secret: code that handles secrets builds its messages from names only.
@@ -46,3 +47,10 @@ class TargetError(IscsiAttachError):
 
 class TargetUnavailable(TargetError):
     """LIO cannot be used on this machine (configfs or modules missing)."""
+
+
+class VolumeBackendError(IscsiAttachError):
+    """The storage layer (lvm2, the filesystem, sysfs) refused or failed.
+
+    The message is one line: what was attempted and the tool's own reason.
+    """

@@ -10,8 +10,12 @@ our prefix. Each repair is one log line without secrets.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from oslo_config import cfg
 
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger
@@ -21,6 +25,14 @@ from iscsiattach.exception import IscsiAttachError, NotFound
 from iscsiattach.store import Volume
 
 LOG = logging.getLogger(__name__)
+
+GROUP = "reconciler"
+RECONCILER_OPTS = [
+    cfg.IntOpt("interval", default=60, min=1,
+               help="Seconds between two reconcile runs (one also runs at start). "
+                    "Each run compares every volume's export with the store and "
+                    "repairs drift; its cost grows with the number of volumes."),
+]
 
 
 @dataclass
@@ -121,3 +133,19 @@ class Reconciler:
                 LOG.warning("reconcile: removing orphan export of unknown volume %s", volume_id)
                 self.converger.target.unexport(volume_id)
                 report.orphans_removed += 1
+
+
+def run_periodically(reconciler: Reconciler, interval: float, stop: threading.Event,
+                     on_report: Callable[[Report], None] | None = None) -> None:
+    """Run now, then every ``interval`` seconds until ``stop`` is set.
+
+    A failed run is logged and retried at the next tick: the loop never dies.
+    """
+    while not stop.is_set():
+        try:
+            report = reconciler.run()
+            if on_report:
+                on_report(report)
+        except Exception:   # noqa: BLE001 - a daemon's background loop must survive
+            LOG.exception("reconcile run failed; retrying in %ss", interval)
+        stop.wait(interval)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from iscsiattach.exception import InvalidInput
 from iscsiattach.target.model import Backing
 
 GIB = 1 << 30
+# The default ceiling of a volume's size (16 TiB), [volumes] max_size_gib.
+DEFAULT_MAX_SIZE_GIB = 16384
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,25 @@ class VolumeBackend(abc.ABC):
     @abc.abstractmethod
     def provisioned(self, volume_id: str, location: str) -> Provisioned | None:
         """What exists now at ``location``, or None if it is gone."""
+
+
+def validate_size_gib(size: object, max_gib: int | None = DEFAULT_MAX_SIZE_GIB) -> int:
+    """A size in whole GiB: an int (not a bool) from 1 to ``max_gib``.
+
+    Backends pass ``max_gib=None`` (shape only): the configured ceiling is
+    the service's to enforce, on the request.
+    """
+    # bool is an int subclass; True must not mean 1 GiB.
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 \
+            or (max_gib is not None and size > max_gib):
+        limit = f"1-{max_gib}" if max_gib is not None else "at least 1"
+        raise InvalidInput(f"invalid size {size!r}: expected a whole number of GiB, {limit}")
+    return size
+
+
+def require_location(location: object, expected: str) -> str:
+    """The backend derives a volume's location from its id; a stored location
+    that disagrees is corrupt and must not steer a grow or a delete."""
+    if location != expected:
+        raise InvalidInput(f"invalid location {location!r}: expected {expected}")
+    return expected

@@ -91,3 +91,23 @@ def test_interrupted_volume_operations_resolved(services):
     assert services.store.volume(creating.id).status == "error"
     assert [v.id for v in services.volumes.list()] == [creating.id, extending.id]
     assert services.store.volume(extending.id).status == "available"
+
+
+def test_periodic_runs_survive_a_failing_run(services, monkeypatch):
+    import threading
+    from iscsiattach.attachments.reconciler import run_periodically
+    runs = []
+    stop = threading.Event()
+    real = services.reconciler.run
+
+    def flaky():
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("first run breaks")
+        if len(runs) == 3:
+            stop.set()
+        return real()
+    monkeypatch.setattr(services.reconciler, "run", flaky)
+    reports = []
+    run_periodically(services.reconciler, 0.01, stop, reports.append)
+    assert len(runs) == 3 and len(reports) == 2

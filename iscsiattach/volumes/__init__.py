@@ -1,0 +1,1 @@
+"""Volume backends: sparse files, LVM logical volumes, registered block devices."""

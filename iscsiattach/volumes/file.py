@@ -1,0 +1,156 @@
+"""Volumes as sparse files in one directory, exported through fileio."""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+
+from iscsiattach.exception import Conflict, InvalidInput, NotFound
+from iscsiattach.target.model import Backing, BackingKind, validate_volume_id, volume_name
+from iscsiattach.volumes.base import (GIB, Provisioned, VolumeBackend, require_location,
+                                      validate_size_gib)
+from iscsiattach.exception import VolumeBackendError
+
+
+class FileBackend(VolumeBackend):
+    """``<directory>/volume-<uuid>.img``, sparse, 0600 in a 0700 directory."""
+
+    name = "file"
+
+    def __init__(self, directory: str) -> None:
+        if not isinstance(directory, str) or not os.path.isabs(directory):
+            raise InvalidInput(f"invalid volume directory {directory!r}: expected an "
+                               "absolute path")
+        self.directory = os.path.normpath(directory)
+
+    def path(self, volume_id: str) -> str:
+        return os.path.join(self.directory, volume_name(validate_volume_id(volume_id)) + ".img")
+
+    def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
+        path = self.path(volume_id)
+        size = validate_size_gib(size_gib, max_gib=None) * GIB
+        if source is not None:
+            raise InvalidInput("the file backend makes new volumes: source must not be given")
+        found = self._stat(path)
+        if found is None:
+            self._ensure_directory()
+            if self._create_sparse(path, size):
+                return self._provisioned(path, size)
+            found = self._stat(path)     # another create won the race
+            if found is None:
+                raise Conflict(f"{path} was created and removed meanwhile: retry")
+        if found.st_size != size:
+            raise Conflict(f"{path} already exists with another size "
+                           f"({_describe(found)}, asked {size_gib} GiB)")
+        return self._provisioned(path, size)
+
+    def extend(self, volume_id: str, location: str, new_size_gib: int) -> Provisioned:
+        path = require_location(location, self.path(volume_id))
+        new_size = validate_size_gib(new_size_gib, max_gib=None) * GIB
+        found = self._stat(path)
+        if found is None:
+            raise NotFound(f"volume file {path} does not exist")
+        if new_size < found.st_size:
+            raise InvalidInput(f"cannot shrink {path} from {_describe(found)} to "
+                               f"{new_size_gib} GiB: volumes only grow")
+        if new_size > found.st_size:
+            self._grow(path, new_size)
+        return self._provisioned(path, new_size)
+
+    def delete(self, volume_id: str, location: str) -> None:
+        path = require_location(location, self.path(volume_id))
+        try:
+            # Unlinking frees the blocks; a new volume file starts as a hole,
+            # so no data of this one can be read through another.
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise VolumeBackendError(f"cannot delete {path}: {e.strerror}") from None
+        self._sync_directory()
+
+    def provisioned(self, volume_id: str, location: str) -> Provisioned | None:
+        path = require_location(location, self.path(volume_id))
+        found = self._stat(path)
+        return None if found is None else self._provisioned(path, found.st_size)
+
+    def _provisioned(self, path: str, size: int) -> Provisioned:
+        return Provisioned(path, Backing(BackingKind.FILE, path, size), size // GIB)
+
+    def _stat(self, path: str) -> os.stat_result | None:
+        """The volume file's status, None if absent; anything but a regular
+        file (a symlink, a directory) is never ours to use."""
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise VolumeBackendError(f"cannot inspect {path}: {e.strerror}") from None
+        if not stat.S_ISREG(found.st_mode):
+            raise Conflict(f"{path} exists and is not a regular file")
+        return found
+
+    def _ensure_directory(self) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700)
+        except FileExistsError:
+            return       # an existing directory keeps the mode its owner chose
+        except OSError as e:
+            raise VolumeBackendError(f"cannot create {self.directory}: {e.strerror}") from None
+        os.chmod(self.directory, 0o700)     # makedirs' mode is subject to the umask
+
+    def _create_sparse(self, path: str, size: int) -> bool:
+        """Make the file whole or not at all; False if ``path`` appeared meanwhile.
+
+        The file is built under a temporary name and then hard-linked into
+        place: unlike rename, link never replaces a file that a concurrent
+        create put there first.
+        """
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".img")
+        except OSError as e:
+            raise VolumeBackendError(f"cannot create a file in {self.directory}: "
+                                     f"{e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:        # mkstemp makes it 0600
+                f.truncate(size)                   # a hole: no block is written
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise VolumeBackendError(f"cannot create {path}: {e.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._sync_directory()
+        return True
+
+    def _grow(self, path: str, size: int) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+            try:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise VolumeBackendError(f"cannot grow {path}: {e.strerror}") from None
+
+    def _sync_directory(self) -> None:
+        """Make a name's creation or removal durable, not only the data."""
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise VolumeBackendError(f"cannot sync {self.directory}: {e.strerror}") from None
+
+
+def _describe(found: os.stat_result) -> str:
+    if found.st_size % GIB == 0:
+        return f"{found.st_size // GIB} GiB"
+    return f"{found.st_size} bytes"

@@ -1,0 +1,59 @@
+"""Options of the volume backends, group [volumes], and the backend they make."""
+from __future__ import annotations
+
+import os
+
+from oslo_config import cfg
+
+from iscsiattach.exception import InvalidInput
+from iscsiattach.volumes.base import DEFAULT_MAX_SIZE_GIB, VolumeBackend
+from iscsiattach.volumes.block import BlockBackend
+from iscsiattach.volumes.file import FileBackend
+from iscsiattach.volumes.lvm import LvmBackend
+
+GROUP = "volumes"
+
+VOLUME_OPTS = [
+    cfg.StrOpt("backend", default="file",
+               choices=[("file", "sparse files in file_directory, exported through fileio"),
+                        ("lvm", ("logical volumes in lvm_volume_group (thin when "
+                                 "lvm_thin_pool is set), exported through iblock")),
+                        ("block", ("existing block devices registered by path; never "
+                                   "created, wiped or written by iscsiattach"))],
+               help="Where the bytes of new volumes live."),
+    cfg.StrOpt("file_directory",
+               help="Directory of the volume files (file backend), created 0700. "
+                    "Default: <state_path>/volumes."),
+    cfg.StrOpt("lvm_volume_group",
+               help="Volume group of the logical volumes (lvm backend; required "
+                    "then). A thick LV is discarded (blkdiscard) before removal "
+                    "where the device supports discard; elsewhere its old bytes "
+                    "stay in the freed extents until overwritten."),
+    cfg.StrOpt("lvm_thin_pool",
+               help="Thin pool in lvm_volume_group: when set, volumes are thin "
+                    "LVs in it. Leave the pool's zeroing on (lvm's default) so a "
+                    "new volume never reads an old one's data."),
+    cfg.ListOpt("block_allowed_prefixes", default=["/dev/"],
+                help="Directories under which a block device may be registered as "
+                     "a volume (block backend), e.g. /dev/disk/by-id/."),
+    cfg.IntOpt("max_size_gib", default=DEFAULT_MAX_SIZE_GIB, min=1,
+               help="Largest size, in GiB, a volume may be created with or extended to."),
+]
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(VOLUME_OPTS, group=GROUP)
+
+
+def backend_from_conf(conf: cfg.ConfigOpts) -> VolumeBackend:
+    """The backend [volumes] backend names, built from its options."""
+    opts = conf.volumes
+    if opts.backend == "file":
+        return FileBackend(opts.file_directory or os.path.join(conf.state_path, "volumes"))
+    if opts.backend == "lvm":
+        if not opts.lvm_volume_group:
+            raise InvalidInput("[volumes] lvm_volume_group must be set when backend = lvm")
+        return LvmBackend(opts.lvm_volume_group, opts.lvm_thin_pool or None)
+    if opts.backend == "block":
+        return BlockBackend(opts.block_allowed_prefixes)
+    raise InvalidInput(f"unknown [volumes] backend {opts.backend!r}: expected file, lvm or block")
