@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from iscsiattach.exception import InvalidInput, NotFound
 from iscsiattach.target.model import Backing, BackingKind, validate_volume_id
 from iscsiattach.volumes.base import GIB, Provisioned, VolumeBackend, validate_size_gib
-from iscsiattach.volumes.errors import VolumeBackendError
+from iscsiattach.exception import VolumeBackendError
 
 SECTOR = 512    # sysfs reports a device's size in 512-byte sectors, always
 

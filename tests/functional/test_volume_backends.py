@@ -13,7 +13,7 @@ from iscsiattach.exception import Conflict, InvalidInput
 from iscsiattach.target.model import BackingKind
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.block import BlockBackend
-from iscsiattach.volumes.errors import VolumeBackendError
+from iscsiattach.exception import VolumeBackendError
 from iscsiattach.volumes.lvm import LvmBackend
 
 MARK = b"iscsiattach!" * 341 + b"...."     # 4096 bytes

@@ -15,7 +15,7 @@ from iscsiattach.volumes import block as block_module
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB, Provisioned, validate_size_gib
 from iscsiattach.volumes.block import BlockBackend
-from iscsiattach.volumes.errors import VolumeBackendError
+from iscsiattach.exception import VolumeBackendError
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend
 
