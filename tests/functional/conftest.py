@@ -6,6 +6,7 @@ and says how to run them.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ from iscsiattach.target import Backing, BackingKind
 from iscsiattach.target.lio import LioBackend
 from iscsiattach.target.lio_layout import CONFIGFS, hba_slots
 from iscsiattach.target.model import volume_name
+from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm
 
@@ -169,3 +171,30 @@ def results_dir() -> Path:
     path = Path(os.environ.get("ISCSIATTACH_RESULTS", "/tmp/iscsiattach-results"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def loop_device(scratch_fs):
+    """A 3 GiB sparse file on a loop device; the file path too, to grow it."""
+    image = scratch_fs / f"pv-{uuid.uuid4()}.img"
+    with open(image, "wb") as f:
+        f.truncate(3 * GIB)
+    dev = sh("losetup", "--find", "--show", str(image))
+    yield dev, image
+    subprocess.run(["losetup", "-d", dev], check=False)
+    image.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def volume_group(loop_device):
+    dev, _ = loop_device
+    vg = f"iscsiattach-test-{secrets.token_hex(4)}"
+    sh("pvcreate", "-q", dev)
+    sh("vgcreate", "-q", vg, dev)
+    yield vg
+    subprocess.run(["vgremove", "-f", vg], check=False, capture_output=True)
+    subprocess.run(["pvremove", "-y", dev], check=False, capture_output=True)

@@ -3,25 +3,20 @@ a loop-device volume group, and a loop device registered as a block volume."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import uuid
 
 import pytest
 
-from iscsiattach.exception import Conflict, InvalidInput
+from iscsiattach.exception import Conflict, InvalidInput, VolumeBackendError
 from iscsiattach.target.model import BackingKind
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.block import BlockBackend
-from iscsiattach.exception import VolumeBackendError
 from iscsiattach.volumes.lvm import LvmBackend
+from tests.functional.conftest import sh
 
 MARK = b"iscsiattach!" * 341 + b"...."     # 4096 bytes
 MARK_OFFSET = 1 << 20                       # past what lvcreate -Zy zeroes
-
-
-def sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def device_size(path: str) -> int:
@@ -47,29 +42,6 @@ def read_mark_area(path: str) -> bytes:
 
 def new_vid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest.fixture
-def loop_device(scratch_fs):
-    """A 3 GiB sparse file on a loop device; the file path too, to grow it."""
-    image = scratch_fs / f"pv-{uuid.uuid4()}.img"
-    with open(image, "wb") as f:
-        f.truncate(3 * GIB)
-    dev = sh("losetup", "--find", "--show", str(image))
-    yield dev, image
-    subprocess.run(["losetup", "-d", dev], check=False)
-    image.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def volume_group(loop_device):
-    dev, _ = loop_device
-    vg = f"iscsiattach-test-{secrets.token_hex(4)}"
-    sh("pvcreate", "-q", dev)
-    sh("vgcreate", "-q", vg, dev)
-    yield vg
-    subprocess.run(["vgremove", "-f", vg], check=False, capture_output=True)
-    subprocess.run(["pvremove", "-y", dev], check=False, capture_output=True)
 
 
 # -- lvm ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The devref workflow through the service on real LIO, proved with real logins."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -9,16 +10,18 @@ from iscsiattach.attachments.services import build, lock_dir
 from iscsiattach.target import Portal
 from iscsiattach.target.lio import LioBackend
 from iscsiattach.target.lio_layout import CONFIGFS
+from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.file import FileBackend
+from iscsiattach.volumes.lvm import LvmBackend
 from tests.functional.conftest import PREFIX
 from tests.functional.iscsi import Node, initiator_name, write_and_read_back
 
 PORTAL = Portal("127.0.0.1")
 
 
-def _services(state, scratch):
+def _services(state, scratch, volumes=None):
     lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(state)))
-    return build(str(state), lio, FileBackend(str(scratch / "volumes")), (PORTAL,))
+    return build(str(state), lio, volumes or FileBackend(str(scratch / "volumes")), (PORTAL,))
 
 
 @pytest.fixture
@@ -63,6 +66,36 @@ def test_reserve_update_complete_delete_with_real_login(services):
     services.volumes.delete(vol.id)
 
 
+def _attach_write_detach(services, vol_id, me):
+    att, info = services.attachments.create(vol_id, str(uuid.uuid4()), connector(me))
+    node = login(info)
+    assert node.login().returncode == 0
+    dev = node.device()
+    assert write_and_read_back(dev, 2 << 20)
+    node.delete()
+    services.attachments.delete(att.id)
+    return dev
+
+
+def test_workflow_on_lvm_volume_group(state, scratch_fs, backend, volume_group):
+    services = _services(state, scratch_fs, LvmBackend(volume_group))
+    vol = services.volumes.create(1)
+    assert vol.location == f"/dev/{volume_group}/volume-{vol.id}"
+    _attach_write_detach(services, vol.id, initiator_name())
+    services.volumes.delete(vol.id)
+    assert not os.path.exists(vol.location)
+
+
+def test_workflow_on_registered_block_device(state, scratch_fs, backend, loop_device):
+    dev, _ = loop_device
+    services = _services(state, scratch_fs, BlockBackend())
+    vol = services.volumes.create(1, source=dev)
+    assert vol.location == dev and vol.size_gib == 3
+    _attach_write_detach(services, vol.id, initiator_name())
+    services.volumes.delete(vol.id)
+    assert os.path.exists(dev)          # registered, never destroyed
+
+
 def test_create_and_connect_in_one_call_and_data_persists(services):
     me = initiator_name()
     vol = services.volumes.create(1)
@@ -73,7 +106,6 @@ def test_create_and_connect_in_one_call_and_data_persists(services):
     payload = b"iscsiattach" * 372 + b"\0" * 4
     with open(dev, "r+b", buffering=0) as f:
         f.write(payload.ljust(4096, b"\0"))
-        import os
         os.fsync(f.fileno())
     node.delete()
     services.attachments.delete(att.id)
