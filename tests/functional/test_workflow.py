@@ -154,3 +154,22 @@ def test_orphan_export_under_our_prefix_is_removed(services, scratch_fs):
     finally:
         (foreign / "tpgt_1").rmdir()
         foreign.rmdir()
+
+
+def test_extend_while_attached_host_sees_new_size_after_rescan(services):
+    me = initiator_name()
+    vol = services.volumes.create(1)
+    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+    node = login(info)
+    assert node.login().returncode == 0
+    dev = node.device()
+    assert write_and_read_back(dev, 1 << 20)
+    services.volumes.extend(vol.id, 2)
+    name = os.path.basename(dev)
+    with open(f"/sys/block/{name}/device/rescan", "w") as f:
+        f.write("1")
+    size = int(open(f"/sys/block/{name}/size").read()) * 512
+    assert size == 2 << 30
+    assert write_and_read_back(dev, 1 << 20, offset=(2 << 30) - (1 << 20))
+    node.delete()
+    services.attachments.delete(att.id)
