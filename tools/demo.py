@@ -1,7 +1,13 @@
-"""The demo flow, run inside the VM by tools/demo (see there)."""
+"""The demo flow, run inside the VM by tools/demo (see there).
+
+The attach/detach v2 workflow through iscsiattach's service on real LIO:
+a volume on a loop device, attachment create with this host's connector
+(reserve + connect in one call), a CHAP login with the returned
+connection_info, the device confirmed as that volume, data written and read
+back, complete, logout, delete (after which the login is refused).
+"""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -14,15 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from oslo_config import cfg  # noqa: E402
 
 from iscsiattach import conf  # noqa: E402
+from iscsiattach.attachments.services import build, lock_dir  # noqa: E402
 from iscsiattach.exception import IscsiAttachError  # noqa: E402
-from iscsiattach.secret import Secret  # noqa: E402
-from iscsiattach.target import Backing, BackingKind, ChapCredentials, ExportSpec, Grant  # noqa: E402
+from iscsiattach.target import Portal  # noqa: E402
 from iscsiattach.target.lio import LioBackend  # noqa: E402
 from iscsiattach.target.options import portals_from_conf  # noqa: E402
+from iscsiattach.volumes.block import BlockBackend  # noqa: E402
 from tests.functional.iscsi import (Node, initiator_name, sysfs_identity,  # noqa: E402
-                                    wait_for, write_and_read_back)
+                                    write_and_read_back)
 
-SIZE = 256 << 20
+SIZE_GIB = 1
 T0 = time.monotonic()
 
 
@@ -33,63 +40,65 @@ def step(msg: str) -> None:
 def main() -> int:
     config = conf.register_all(cfg.ConfigOpts())
     config([], project="iscsiattach")
-    lio = LioBackend(prefix=config.lio.target_prefix)
-    portal = portals_from_conf(config)[0]
-    volume_id = str(uuid.uuid4())
     work = Path(tempfile.mkdtemp(prefix="iscsiattach-demo-"))
-    image = work / f"volume-{volume_id}.img"
-    loop = node = None
+    state = work / "state"
+    image = work / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(SIZE_GIB << 30)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    lio = LioBackend(prefix=config.lio.target_prefix, lock_path=lock_dir(str(state)))
+    svc = build(str(state), lio, BlockBackend(), portals_from_conf(config))
+    vol = node = None
     try:
-        with open(image, "wb") as f:
-            f.truncate(SIZE)
-        loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        step(f"volume {volume_id}: {SIZE >> 20} MiB sparse file on loop device {loop}")
-
-        info = lio.export(ExportSpec(volume_id, Backing(BackingKind.BLOCK, loop), (portal,)))
-        step(f"exported: target {info.target_iqn}, LUN {info.lun}, portal {portal}")
-        step(f"  advertised identity: serial {info.unit_serial}, {info.naa_wwn}")
+        step(f"state in {state} (0700); loop device {loop} ({SIZE_GIB} GiB, sparse)")
+        vol = svc.volumes.create(SIZE_GIB, name="demo", source=loop)
+        step(f"volume-create: {vol.id} on {vol.location}, {vol.status}")
 
         me = initiator_name()
-        chap = ChapCredentials(f"user-{volume_id[:8]}", Secret.generate())
-        lio.authorize(volume_id, Grant(me, chap))
-        step(f"authorized initiator {me} with CHAP user {chap.userid}, secret {chap.password}")
+        connector = {"initiator": me, "ip": "127.0.0.1", "host": "demo-host",
+                     "platform": "x86_64", "os_type": "linux", "multipath": False}
+        att, info = svc.attachments.create(vol.id, str(uuid.uuid4()), connector)
+        step(f"attachment-create with connector: {att.id}, {att.status}")
+        for key in sorted(info):
+            step(f"    {key:18s} {info[key]}")
 
-        node = Node(info.target_iqn, portal).setup(chap.userid, chap.password.reveal())
+        node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
+        node.setup(info["auth_username"], info["auth_password"].reveal())
         res = node.login()
         if res.returncode:
             raise RuntimeError(f"login failed: {res.stderr.strip()}")
         dev = node.device()
         wwid, serial = sysfs_identity(dev)
-        link = wait_for(lambda: os.path.exists(node.by_path()), 15) and node.by_path()
-        step(f"logged in: device {dev} ({link or 'no by-path link from udev'})")
-        if (wwid, serial) != (info.naa_wwn, info.unit_serial):
-            raise RuntimeError(f"device {dev} is not volume {volume_id}: {wwid} {serial}")
-        step(f"  confirmed: {dev} reports {wwid}, serial {serial}")
-
-        ok = write_and_read_back(dev, 16 << 20)    # direct I/O: no page cache
-        step(f"wrote and read back 16 MiB through {dev}: "
-             f"{'checksums match' if ok else 'CHECKSUM MISMATCH'}")
+        if serial != vol.id:
+            raise RuntimeError(f"{dev} is not volume {vol.id}: serial {serial}")
+        step(f"logged in with CHAP: {dev} is volume {serial} ({wwid})")
+        ok = write_and_read_back(dev, 16 << 20)
+        step(f"wrote and read back 16 MiB: {'checksums match' if ok else 'MISMATCH'}")
         if not ok:
             return 1
-        node.delete()
-        node = None
-        step("logged out")
-        return 0
+        att = svc.attachments.complete(att.id)
+        step(f"attachment-complete: {att.status}; volume {svc.volumes.show(vol.id).status}")
+        node.logout()
+        svc.attachments.delete(att.id)
+        step(f"attachment-delete; volume {svc.volumes.show(vol.id).status}")
+        refused = node.login().returncode != 0
+        step("login after delete: " + ("refused, as it must be" if refused else "ACCEPTED"))
+        return 0 if refused else 1
     except (IscsiAttachError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
         if node is not None:
             node.delete()
-        lio.unexport(volume_id)
-        if loop:
-            subprocess.run(["losetup", "-d", loop], check=False)
-        image.unlink(missing_ok=True)
-        work.rmdir()
-        left = lio.inspect(volume_id)
-        step("cleaned up: " + ("nothing of the demo is left in LIO" if left is None
-                               else "TARGET LEFT BEHIND"))
+        if vol is not None:
+            for a in svc.attachments.list(vol.id):
+                svc.attachments.delete(a.id)
+            svc.volumes.delete(vol.id)
+        subprocess.run(["losetup", "-d", loop], check=False)
+        left = lio.list_exports()
+        step("cleaned up: " + ("nothing of the demo is left in LIO" if not left
+                               else f"LEFT IN LIO: {left}"))
 
 
 if __name__ == "__main__":
