@@ -211,3 +211,56 @@ def test_concurrent_connects_on_one_volume_exactly_one_wins(services, vol, fake_
     assert len(wins) == 1 and len(results) == 8
     assert len(fake_target.inspect(vol.id).acls) == 1
     assert len(services.attachments.list(vol.id)) == 1
+
+
+def test_failed_detach_leaves_error_detaching_and_a_retry_finishes(services, vol, fake_target,
+                                                                  monkeypatch):
+    att, _ = services.attachments.create(vol.id, instance(), connector())
+
+    def broken(volume_id):
+        raise TargetError("removing the export: device busy")
+    monkeypatch.setattr(fake_target, "unexport", broken)
+    with pytest.raises(TargetError):
+        services.attachments.delete(att.id)
+    assert services.store.attachment(att.id).status == "error_detaching"
+    assert status(services, vol) == "reserved"            # still held, not in use
+    monkeypatch.undo()
+    services.attachments.delete(att.id)
+    assert services.store.attachment(att.id).status == "detached"
+    assert fake_target.inspect(vol.id) is None and status(services, vol) == "available"
+
+
+def test_error_attaching_cannot_complete_but_can_be_deleted(services, vol, fake_target,
+                                                           monkeypatch):
+    att, _ = services.attachments.create(vol.id, instance())
+    monkeypatch.setattr(fake_target, "export", lambda spec: (_ for _ in ()).throw(
+        TargetError("exporting: no")))
+    with pytest.raises(TargetError):
+        services.attachments.update(att.id, connector())
+    monkeypatch.undo()
+    with pytest.raises(Conflict):
+        services.attachments.complete(att.id)
+    services.attachments.delete(att.id)
+    assert status(services, vol) == "available"
+
+
+def test_multiattach_reserve_while_in_use(services, multi):
+    first, _ = services.attachments.create(multi.id, instance(), connector(A))
+    services.attachments.complete(first.id)
+    second, info = services.attachments.create(multi.id, instance())
+    assert info is None and second.status == "reserved"
+    assert status(services, multi) == "in-use"
+    services.attachments.delete(first.id)
+    assert status(services, multi) == "reserved"
+    services.attachments.delete(second.id)
+    assert status(services, multi) == "available"
+
+
+def test_attachments_listed_and_shown(services, vol, multi):
+    a, _ = services.attachments.create(vol.id, instance())
+    b, _ = services.attachments.create(multi.id, instance())
+    assert {x.id for x in services.attachments.list()} == {a.id, b.id}
+    assert [x.id for x in services.attachments.list(vol.id)] == [a.id]
+    assert services.attachments.show(b.id).volume_id == multi.id
+    with pytest.raises(InvalidInput):
+        services.attachments.show("nope")
