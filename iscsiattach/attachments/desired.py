@@ -47,10 +47,9 @@ class Converger:
         self.store, self.target, self.volumes, self.portals = store, target, volumes, portals
 
     def backing(self, volume: Volume) -> Backing:
-        found = self.volumes.provisioned(volume.id, volume.location) if volume.location else None
-        if found is None:
-            raise Conflict(f"volume {volume.id} has no storage ({volume.location})")
-        return found.backing
+        if not volume.location:
+            raise Conflict(f"volume {volume.id} has no storage yet ({volume.status})")
+        return self.volumes.backing(volume.location, volume.size_gib)
 
     def desired(self, volume: Volume) -> Desired:
         grants = grants_for(self.store.attachments(volume.id))

@@ -12,7 +12,7 @@ import abc
 from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.target.model import Backing
+from iscsiattach.target.model import Backing, BackingKind
 
 GIB = 1 << 30
 # The default ceiling of a volume's size (16 TiB), [volumes] max_size_gib.
@@ -28,6 +28,17 @@ class Provisioned:
 
 class VolumeBackend(abc.ABC):
     name: str
+    backing_kind: BackingKind = BackingKind.BLOCK
+
+    def backing(self, location: str, size_gib: int) -> Backing:
+        """How the target reaches a volume, from what the store recorded.
+
+        No I/O: an export or a reconcile pass must not run a tool (lvs) per
+        volume. A backing that vanished is refused by the target itself.
+        """
+        if self.backing_kind is BackingKind.FILE:
+            return Backing(BackingKind.FILE, location, size_gib * GIB)
+        return Backing(BackingKind.BLOCK, location)
 
     @abc.abstractmethod
     def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:

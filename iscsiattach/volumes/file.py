@@ -17,6 +17,7 @@ class FileBackend(VolumeBackend):
     """``<directory>/volume-<uuid>.img``, sparse, 0600 in a 0700 directory."""
 
     name = "file"
+    backing_kind = BackingKind.FILE
 
     def __init__(self, directory: str) -> None:
         if not isinstance(directory, str) or not os.path.isabs(directory):

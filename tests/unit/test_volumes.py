@@ -485,3 +485,17 @@ def test_options_lvm_needs_a_volume_group():
 def test_options_unknown_backend_refused():
     with pytest.raises(ValueError):
         make_conf(backend="ceph")
+
+
+def test_backing_comes_from_the_recorded_location_without_io(tmp_path):
+    from iscsiattach.volumes.block import BlockBackend
+    from iscsiattach.volumes.file import FileBackend
+    from iscsiattach.volumes.lvm import LvmBackend
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("backing() must not run a tool")
+    assert LvmBackend("vg0", run=no_run).backing("/dev/vg0/volume-x", 3) == \
+        Backing(BackingKind.BLOCK, "/dev/vg0/volume-x")
+    assert BlockBackend().backing("/dev/loop7", 1).kind is BackingKind.BLOCK
+    assert FileBackend(str(tmp_path)).backing("/v/volume-x.img", 2) == \
+        Backing(BackingKind.FILE, "/v/volume-x.img", 2 << 30)
