@@ -66,11 +66,17 @@ def test_reserve_update_complete_delete_with_real_login(services):
     services.volumes.delete(vol.id)
 
 
-def _attach_write_detach(services, vol_id, me):
-    att, info = services.attachments.create(vol_id, str(uuid.uuid4()), connector(me))
+def attach_and_login(services, vol_id):
+    """Attachment create with this host's connector, then a real CHAP login."""
+    att, info = services.attachments.create(vol_id, str(uuid.uuid4()),
+                                            connector(initiator_name()))
     node = login(info)
     assert node.login().returncode == 0
-    dev = node.device()
+    return att, info, node, node.device()
+
+
+def _attach_write_detach(services, vol_id):
+    att, info, node, dev = attach_and_login(services, vol_id)
     assert write_and_read_back(dev, 2 << 20)
     node.delete()
     services.attachments.delete(att.id)
@@ -81,7 +87,7 @@ def test_workflow_on_lvm_volume_group(state, scratch_fs, backend, volume_group):
     services = _services(state, scratch_fs, LvmBackend(volume_group))
     vol = services.volumes.create(1)
     assert vol.location == f"/dev/{volume_group}/volume-{vol.id}"
-    _attach_write_detach(services, vol.id, initiator_name())
+    _attach_write_detach(services, vol.id)
     services.volumes.delete(vol.id)
     assert not os.path.exists(vol.location)
 
@@ -91,18 +97,14 @@ def test_workflow_on_registered_block_device(state, scratch_fs, backend, loop_de
     services = _services(state, scratch_fs, BlockBackend())
     vol = services.volumes.create(1, source=dev)
     assert vol.location == dev and vol.size_gib == 3
-    _attach_write_detach(services, vol.id, initiator_name())
+    _attach_write_detach(services, vol.id)
     services.volumes.delete(vol.id)
     assert os.path.exists(dev)          # registered, never destroyed
 
 
 def test_create_and_connect_in_one_call_and_data_persists(services):
-    me = initiator_name()
     vol = services.volumes.create(1)
-    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
-    node = login(info)
-    assert node.login().returncode == 0
-    dev = node.device()
+    att, info, node, dev = attach_and_login(services, vol.id)
     payload = b"iscsiattach" * 372 + b"\0" * 4
     with open(dev, "r+b", buffering=0) as f:
         f.write(payload.ljust(4096, b"\0"))
@@ -110,10 +112,8 @@ def test_create_and_connect_in_one_call_and_data_persists(services):
     node.delete()
     services.attachments.delete(att.id)
     # Attach again: the same bytes come back from the volume's file.
-    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
-    node = login(info)
-    assert node.login().returncode == 0
-    with open(node.device(), "rb", buffering=0) as f:
+    att, info, node, dev = attach_and_login(services, vol.id)
+    with open(dev, "rb", buffering=0) as f:
         assert f.read(4096).startswith(payload)
     node.delete()
     services.attachments.delete(att.id)
@@ -157,12 +157,8 @@ def test_orphan_export_under_our_prefix_is_removed(services, scratch_fs):
 
 
 def test_extend_while_attached_host_sees_new_size_after_rescan(services):
-    me = initiator_name()
     vol = services.volumes.create(1)
-    att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
-    node = login(info)
-    assert node.login().returncode == 0
-    dev = node.device()
+    att, info, node, dev = attach_and_login(services, vol.id)
     assert write_and_read_back(dev, 1 << 20)
     services.volumes.extend(vol.id, 2)
     name = os.path.basename(dev)
