@@ -26,6 +26,7 @@ class Connector:
     initiator: str
     host: str | None
     multipath: bool
+    mode: str | None        # "ro"/"rw" when the connector asks for one
     raw: dict[str, Any]
 
     @classmethod
@@ -47,11 +48,10 @@ class Connector:
             multipath = multipath.lower() == "true"
         if not isinstance(multipath, bool):
             raise InvalidInput(f"invalid connector multipath {multipath!r}")
-        return cls(initiator, host, multipath, dict(raw))
-
-    def same_endpoint(self, other: "Connector") -> bool:
-        """Same host initiator: a retry, not a second host."""
-        return self.initiator == other.initiator
+        mode = raw.get("mode")
+        if mode is not None:
+            validate_mode(mode)
+        return cls(initiator, host, multipath, mode, dict(raw))
 
 
 def validate_mode(mode: Any) -> str:

@@ -60,14 +60,23 @@ class Converger:
     def drift(self, volume: Volume) -> list[Drift]:
         want = self.desired(volume)
         if want.spec is None:
-            found = self.target.inspect(volume.id)
-            return [] if found is None else [Drift(volume.id, "export-extra",
-                                                   "exported with no connected attachment")]
+            if not self.target.exists(volume.id):
+                return []
+            return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
         return self.target.drift(want.spec, want.grants)
 
     def converge(self, volume: Volume):
-        """Make LIO match the store for one volume; returns the ExportInfo or None."""
+        """Make LIO match the store for one volume; returns the ExportInfo or None.
+
+        Access is taken away first, in a step of its own: a failure to build
+        or repair the export must never leave a detached host its ACL.
+        """
         want = self.desired(volume)
+        wanted = {g.initiator for g in want.grants}
+        state = self.target.inspect(volume.id)
+        for initiator in sorted(set(state.acls) - wanted if state else ()):
+            LOG.info("volume %s: removing ACL of %s", volume.id, initiator)
+            self.target.deauthorize(volume.id, initiator)
         if want.spec is None:
             if self.target.unexport(volume.id):
                 LOG.info("volume %s: export removed (no connected attachment)", volume.id)
@@ -75,9 +84,4 @@ class Converger:
         info = self.target.export(want.spec)
         for grant in want.grants:
             self.target.authorize(volume.id, grant)
-        wanted = {g.initiator for g in want.grants}
-        state = self.target.inspect(volume.id)
-        for initiator in sorted(set(state.acls) - wanted if state else ()):
-            LOG.info("volume %s: removing ACL of %s", volume.id, initiator)
-            self.target.deauthorize(volume.id, initiator)
         return info

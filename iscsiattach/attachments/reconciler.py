@@ -21,7 +21,7 @@ from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.volumes import VolumeService
-from iscsiattach.exception import IscsiAttachError, NotFound
+from iscsiattach.exception import NotFound
 from iscsiattach.store import Volume
 
 LOG = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Reconciler:
             try:
                 with self.locks.lock(vol.id):
                     self._reconcile_volume(vol.id, report)
-            except IscsiAttachError as exc:
+            except Exception as exc:    # noqa: BLE001 - one volume must not stop the pass
                 report.errors.append(f"volume {vol.id}: {exc}")
                 LOG.error("reconcile: volume %s: %s", vol.id, exc)
         self._remove_orphans(known, report)
@@ -107,10 +107,17 @@ class Reconciler:
             report.interrupted_resolved += 1
             return None
         if vol.status == st.CREATING:
-            # The backend call never returned: its storage, if any, is unknown.
-            LOG.warning("reconcile: volume %s was being created; marking it error", vol.id)
-            self.store.cas_volume(vol.id, [st.CREATING], status=st.ERROR)
+            # The create was cut short: keep what the backend made, else forget it.
+            made = self.converger.volumes.provisioned(vol.id, vol.location) \
+                if vol.location else None
             report.interrupted_resolved += 1
+            if made is None:
+                LOG.warning("reconcile: volume %s was never made; removing its record", vol.id)
+                self.store.remove_volume(vol.id)
+                return None
+            LOG.warning("reconcile: finishing the creation of volume %s", vol.id)
+            self.store.cas_volume(vol.id, [st.CREATING], status=st.AVAILABLE,
+                                  size_gib=made.size_gib)
         elif vol.status == st.EXTENDING:
             found = self.converger.volumes.provisioned(vol.id, vol.location)
             size = found.size_gib if found else vol.size_gib

@@ -3,7 +3,8 @@
 Every change happens under the volume's lock, is recorded in the store
 before the kernel is touched (compare-and-swap on statuses), and then LIO is
 converged from the store (``desired.Converger``). A failure leaves a clear
-state (error_attaching / error_detaching) and LIO as the store wants it.
+state (error_attaching / error_detaching) and LIO as the store wants it; an
+attachment that was already connected is never cut off by a failed retry.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from iscsiattach.attachments.connection import (Connector, connection_info, new_
 from iscsiattach.attachments.desired import Converger, connected
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
-from iscsiattach.exception import Conflict, IscsiAttachError
+from iscsiattach.exception import Conflict, NotFound
 from iscsiattach.store import Attachment, Store, Volume
 from iscsiattach.store.db import utcnow
 from iscsiattach.target import ChapCredentials
@@ -39,24 +40,37 @@ class AttachmentService:
 
     # -- create / reserve -------------------------------------------------------
     def create(self, volume_id: str, instance_uuid: str | None, connector: Any = None,
-               mode: str = "rw") -> tuple[Attachment, dict | None]:
-        """Reserve; with a connector, reserve and connect in one call."""
+               mode: str | None = None) -> tuple[Attachment, dict | None]:
+        """Reserve; with a connector, reserve and connect in one call.
+
+        ``mode`` None means "not given": the connector's "mode" then decides
+        (as Cinder does), else rw.
+        """
         volume_id = validate_volume_id(parse_uuid(volume_id, "volume id"))
         instance_uuid = parse_uuid(instance_uuid, "instance uuid") if instance_uuid else None
-        mode = validate_mode(mode)
         parsed = Connector.parse(connector) if connector is not None else None
+        mode = validate_mode(mode or (parsed.mode if parsed else None) or "rw")
         with self.locks.lock(volume_id):
             att = self._reserve(volume_id, instance_uuid, mode)
             if parsed is None:
                 return att, None
-            return self._connect(att, parsed)
+            try:
+                return self._connect(att, parsed)
+            except Exception:
+                # The caller never learns this attachment's id: do not leave
+                # a reservation behind that nobody can delete.
+                self._discard(att.id)
+                raise
 
     def _reserve(self, volume_id: str, instance_uuid: str | None, mode: str) -> Attachment:
         vol = self.store.volume(volume_id)
         if vol.status not in st.ATTACHABLE:
             raise Conflict(f"volume {volume_id} is {vol.status}, it cannot be attached")
         live = [a for a in self.store.attachments(volume_id) if a.status in st.LIVE]
-        if not vol.multiattach and any(a.instance_uuid != instance_uuid for a in live):
+        # A non-multiattach volume admits more reservations only from the
+        # same (named) instance: a retried reservation, as Cinder allows.
+        if not vol.multiattach and live and (
+                instance_uuid is None or any(a.instance_uuid != instance_uuid for a in live)):
             raise Conflict(f"volume {volume_id} is already attached and is not multiattach")
         att_id = str(uuid.uuid4())
         new_status = st.volume_status_for([a.status for a in live] + [st.A_RESERVED])
@@ -77,35 +91,50 @@ class AttachmentService:
 
     def _connect(self, att: Attachment, conn: Connector) -> tuple[Attachment, dict]:
         vol = self.store.volume(att.volume_id)
-        if att.status in st.CONNECTED and att.initiator != conn.initiator:
-            raise Conflict(f"attachment {att.id} is connected to {att.initiator}; "
-                           "delete it to connect another host")
-        if att.status not in (st.A_RESERVED, st.A_ERROR_ATTACHING) + st.CONNECTED:
-            raise Conflict(f"attachment {att.id} is {att.status}, it cannot be connected")
+        was_connected = att.status in st.CONNECTED
+        self._check_connect(att, vol, conn)
         others = [a for a in connected(self.store.attachments(vol.id)) if a.id != att.id]
-        if not vol.multiattach and any(a.initiator != conn.initiator for a in others):
-            raise Conflict(f"volume {vol.id} is connected to another host and is not "
-                           "multiattach")
+        mode = att.attach_mode if was_connected else validate_mode(conn.mode or att.attach_mode)
+        for other in others:
+            if other.initiator == conn.initiator and other.attach_mode != mode:
+                # One initiator has one ACL: one mapping, rw or ro, not both.
+                raise Conflict(f"initiator {conn.initiator} already has volume {vol.id} "
+                               f"{other.attach_mode}; it cannot also attach it {mode}")
         chap = self._credentials(att, others, conn.initiator)
-        status = att.status if att.status in st.CONNECTED else st.A_ATTACHING
-        repeat = att.status in st.CONNECTED and att.connector == conn.raw \
-            and att.chap_userid == chap.userid
+        repeat = was_connected and att.connector == conn.raw and att.chap_userid == chap.userid
         # Intent first: the store says "attaching" before the kernel changes.
-        if not repeat and not self.store.cas_attachment(att.id, [att.status], status=status,
-                                         connector=conn.raw, initiator=conn.initiator,
-                                         host=conn.host, chap_userid=chap.userid,
-                                         chap_secret=chap.password):
+        if not repeat and not self.store.cas_attachment(
+                att.id, [att.status], status=att.status if was_connected else st.A_ATTACHING,
+                connector=conn.raw, initiator=conn.initiator, host=conn.host,
+                attach_mode=mode, chap_userid=chap.userid, chap_secret=chap.password):
             raise Conflict(f"attachment {att.id} changed while connecting it; retry")
         self._settle_volume(vol.id)
         try:
             export = self.converger.converge(self.store.volume(vol.id))
-        except IscsiAttachError as exc:
-            self._fail_connect(att.id, vol.id, exc)
+        except Exception as exc:
+            if was_connected:
+                # A failed retry must not cut off a host that is using the disk.
+                LOG.error("attachment %s: repeated connect failed, left as is: %s", att.id, exc)
+            else:
+                self._fail_connect(att.id, vol.id, exc)
             raise
         att = self.store.attachment(att.id)
         LOG.info("attachment %s connected volume %s to %s", att.id, vol.id, conn.initiator)
         return att, connection_info(export, chap, attachment_id=att.id,
                                     mode=att.attach_mode, multipath=conn.multipath)
+
+    def _check_connect(self, att: Attachment, vol: Volume, conn: Connector) -> None:
+        if att.status in st.CONNECTED and att.initiator != conn.initiator:
+            raise Conflict(f"attachment {att.id} is connected to {att.initiator}; "
+                           "delete it to connect another host")
+        if att.status not in (st.A_RESERVED, st.A_ERROR_ATTACHING) + st.CONNECTED:
+            raise Conflict(f"attachment {att.id} is {att.status}, it cannot be connected")
+        if vol.status not in st.ATTACHABLE:
+            raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be connected")
+        others = [a for a in connected(self.store.attachments(vol.id)) if a.id != att.id]
+        if not vol.multiattach and any(a.initiator != conn.initiator for a in others):
+            raise Conflict(f"volume {vol.id} is connected to another host and is not "
+                           "multiattach")
 
     @staticmethod
     def _credentials(att: Attachment, others: list[Attachment], initiator: str) -> ChapCredentials:
@@ -120,33 +149,46 @@ class AttachmentService:
 
     def _fail_connect(self, att_id: str, volume_id: str, exc: Exception) -> None:
         LOG.error("attachment %s: connect failed: %s", att_id, exc)
-        self.store.cas_attachment(att_id, st.CONNECTED, status=st.A_ERROR_ATTACHING)
-        try:
-            self.converger.converge(self.store.volume(volume_id))   # roll LIO back
-        except IscsiAttachError as again:
-            LOG.error("volume %s: rollback incomplete, the reconciler will finish it: %s",
-                      volume_id, again)
+        self.store.cas_attachment(att_id, [st.A_ATTACHING], status=st.A_ERROR_ATTACHING)
+        self._converge_quietly(volume_id, "rollback")
         self._settle_volume(volume_id)
+
+    def _discard(self, att_id: str) -> None:
+        att = self.store.attachment(att_id)
+        self.store.cas_attachment(att_id, [att.status], status=st.A_DETACHED,
+                                  detached_at=utcnow())
+        self._converge_quietly(att.volume_id, "discarding a failed create")
+        self._settle_volume(att.volume_id)
+
+    def _converge_quietly(self, volume_id: str, why: str) -> None:
+        try:
+            self.converger.converge(self.store.volume(volume_id))
+        except Exception as exc:   # noqa: BLE001 - the reconciler finishes it
+            LOG.error("volume %s: %s incomplete, the reconciler will finish it: %s",
+                      volume_id, why, exc)
 
     # -- complete / delete --------------------------------------------------------
     def complete(self, attachment_id: str) -> Attachment:
         att = self.show(attachment_id)
         with self.locks.lock(att.volume_id):
             att = self.store.attachment(att.id)
-            if att.status == st.A_ATTACHED:
-                return att
-            if not self.store.cas_attachment(att.id, [st.A_ATTACHING], status=st.A_ATTACHED,
-                                             attached_at=utcnow()):
+            if att.status != st.A_ATTACHED and not self.store.cas_attachment(
+                    att.id, [st.A_ATTACHING], status=st.A_ATTACHED, attached_at=utcnow()):
                 raise Conflict(f"attachment {att.id} is {att.status}; only a connected "
                                "attachment can be completed")
-            self._settle_volume(att.volume_id)
+            self._settle_volume(att.volume_id)      # also after a crash, on the retry
             LOG.info("attachment %s of volume %s completed", att.id, att.volume_id)
             return self.store.attachment(att.id)
 
     def delete(self, attachment_id: str) -> None:
         """Detach: the initiator's ACL goes unless another attachment of the
-        volume uses it; the export goes with the last connected attachment."""
-        att = self.show(attachment_id)
+        volume uses it; the export goes with the last connected attachment.
+        Deleting what is already gone succeeds."""
+        try:
+            att = self.show(attachment_id)
+        except NotFound:
+            LOG.info("attachment %s: already gone", attachment_id)
+            return
         with self.locks.lock(att.volume_id):
             att = self.store.attachment(att.id)
             if att.status != st.A_DETACHED and not self.store.cas_attachment(
@@ -156,7 +198,7 @@ class AttachmentService:
             self.store.cas_volume(vol.id, st.ATTACHABLE, status=st.DETACHING)
             try:
                 self.converger.converge(vol)
-            except IscsiAttachError:
+            except Exception:
                 self.store.cas_attachment(att.id, [st.A_DETACHED], status=st.A_ERROR_DETACHING)
                 self._settle_volume(vol.id)
                 raise

@@ -9,7 +9,7 @@ from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger, connected
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
-from iscsiattach.exception import Conflict, InvalidInput, IscsiAttachError
+from iscsiattach.exception import Conflict, InvalidInput
 from iscsiattach.store import Store, Volume
 from iscsiattach.volumes.base import validate_size_gib
 
@@ -47,17 +47,21 @@ class VolumeService:
         if not isinstance(multiattach, bool):
             raise InvalidInput(f"multiattach must be true or false, not {multiattach!r}")
         vid = str(uuid.uuid4())
-        # Intent first: a crash while provisioning leaves a "creating" row
-        # the reconciler can finish or mark as error.
-        self.store.add_volume(id=vid, name=name, size_gib=size, backend=self.backend.name,
-                              location=None, multiattach=multiattach, status=st.CREATING)
-        try:
-            made = self.backend.create(vid, size, source)
-        except IscsiAttachError:
-            self.store.remove_volume(vid)     # nothing was made: nothing to keep
-            raise
-        self.store.cas_volume(vid, [st.CREATING], status=st.AVAILABLE,
-                              location=made.location, size_gib=made.size_gib)
+        location = self.backend.location_for(vid, source)
+        with self.locks.lock(vid):
+            # Intent first, with the location: a crash while provisioning
+            # leaves a "creating" row the reconciler can finish or clean up.
+            self.store.add_volume(id=vid, name=name, size_gib=size, backend=self.backend.name,
+                                  location=location, multiattach=multiattach,
+                                  status=st.CREATING)
+            try:
+                made = self.backend.create(vid, size, source)
+            except Exception:
+                self.store.remove_volume(vid)     # nothing was made: nothing to keep
+                raise
+            if not self.store.cas_volume(vid, [st.CREATING], status=st.AVAILABLE,
+                                         location=made.location, size_gib=made.size_gib):
+                raise Conflict(f"volume {vid} changed while it was being created")
         LOG.info("volume %s created (%d GiB, %s)", vid, made.size_gib, self.backend.name)
         return self.store.volume(vid)
 
@@ -66,8 +70,12 @@ class VolumeService:
         size = validate_size_gib(new_size_gib, self.max_size_gib)
         with self.locks.lock(vol.id):
             vol = self.store.volume(vol.id)
-            if size <= vol.size_gib:
+            if size < vol.size_gib:
                 raise InvalidInput(f"new size {size} GiB must be larger than {vol.size_gib} GiB")
+            if size == vol.size_gib and vol.status != st.EXTENDING:
+                # A retry after a timeout: done already; make sure the LUN knows.
+                self.converger.converge(vol)
+                return vol
             if vol.status not in (st.AVAILABLE, st.RESERVED, st.ATTACHING, st.IN_USE):
                 raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be extended")
             if not self.store.cas_volume(vol.id, [vol.status], status=st.EXTENDING):

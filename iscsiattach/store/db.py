@@ -84,7 +84,8 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         _private_file(self.path)
-        self.engine = sa.create_engine(f"sqlite:///{self.path}",
+        # hide_parameters: a database error must not quote a CHAP secret.
+        self.engine = sa.create_engine(f"sqlite:///{self.path}", hide_parameters=True,
                                        connect_args={"timeout": 30})
         sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 

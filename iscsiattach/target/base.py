@@ -74,6 +74,10 @@ class TargetBackend(abc.ABC):
         """Remove one initiator's ACL (its sessions drop); False if it was not there."""
 
     @abc.abstractmethod
+    def exists(self, volume_id: str) -> bool:
+        """True if anything of this volume's export (target or storage object) is there."""
+
+    @abc.abstractmethod
     def list_exports(self) -> list[str]:
         """Volume ids of every target under our prefix, sorted."""
 

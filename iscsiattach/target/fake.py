@@ -92,6 +92,11 @@ class FakeBackend(TargetBackend):
             tgt = self.targets.get(self.target_iqn(volume_id))
             return tgt is not None and tgt.acls.pop(initiator, None) is not None
 
+    def exists(self, volume_id: str) -> bool:
+        with self._lock:
+            return self.target_iqn(volume_id) in self.targets or \
+                volume_name(volume_id) in self.storage_objects
+
     def list_exports(self) -> list[str]:
         """As LIO: volumes with a target or a storage object of ours."""
         with self._lock:

@@ -245,6 +245,12 @@ class LioBackend(TargetBackend):
             NodeACL(tpg, initiator, mode="lookup").delete()
             return True
 
+    def exists(self, volume_id: str) -> bool:
+        validate_volume_id(volume_id)
+        with self._locked(), _translated(f"looking up volume {volume_id}"):
+            return self._target_path(volume_id).is_dir() or \
+                self._find_storage_object(volume_id) is not None
+
     def list_exports(self) -> list[str]:
         """Volume ids with a target or a storage object of ours (walks; reconciler only)."""
         with self._locked(), _translated("listing exports"):

@@ -40,6 +40,11 @@ class VolumeBackend(abc.ABC):
             return Backing(BackingKind.FILE, location, size_gib * GIB)
         return Backing(BackingKind.BLOCK, location)
 
+    def location_for(self, volume_id: str, source: str | None = None) -> str:
+        """Where ``create`` will put the volume, known before it runs, so the
+        service can record it first and a crash never loses track of storage."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
         """Make the storage (file/lvm) or register ``source`` (block)."""

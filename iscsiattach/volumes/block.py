@@ -50,6 +50,12 @@ class BlockBackend(VolumeBackend):
         # A prefix is a directory: /dev/disk must not admit /dev/diskette.
         self.allowed_prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
 
+    def location_for(self, volume_id: str, source: str | None = None) -> str:
+        if source is None:
+            raise InvalidInput("the block backend registers an existing device: "
+                               "source (its path) is required")
+        return self._check_path(source)
+
     def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
         validate_volume_id(volume_id)
         validate_size_gib(size_gib, max_gib=None)

@@ -25,6 +25,9 @@ class FileBackend(VolumeBackend):
                                "absolute path")
         self.directory = os.path.normpath(directory)
 
+    def location_for(self, volume_id: str, source: str | None = None) -> str:
+        return self.path(volume_id)
+
     def path(self, volume_id: str) -> str:
         return os.path.join(self.directory, volume_name(validate_volume_id(volume_id)) + ".img")
 

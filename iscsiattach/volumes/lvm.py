@@ -54,6 +54,9 @@ class LvmBackend(VolumeBackend):
     def lv_name(self, volume_id: str) -> str:
         return volume_name(validate_volume_id(volume_id))
 
+    def location_for(self, volume_id: str, source: str | None = None) -> str:
+        return self.path(volume_id)
+
     def path(self, volume_id: str) -> str:
         return f"/dev/{self.vg}/{self.lv_name(volume_id)}"
 

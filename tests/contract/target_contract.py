@@ -88,7 +88,9 @@ class TargetContract:
         tamper.remove_target_only(exported.volume_id)
         assert backend.inspect(exported.volume_id) is None
         assert exported.volume_id in backend.list_exports()     # an orphan of ours
+        assert backend.exists(exported.volume_id)
         assert backend.unexport(exported.volume_id) is True
+        assert not backend.exists(exported.volume_id)
         assert tamper.leftovers(exported.volume_id) == []
 
     def test_export_converges_portals(self, backend, exported):

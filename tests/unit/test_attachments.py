@@ -124,14 +124,23 @@ def test_one_initiator_two_attachments_share_the_acl_until_the_last(services, mu
     assert fake_target.inspect(multi.id) is None
 
 
-def test_read_only_mode_write_protects_unless_the_initiator_also_has_rw(services, multi, fake_target):
+def test_read_only_mode_write_protects_and_cannot_mix_on_one_initiator(services, multi,
+                                                                     fake_target):
     ro, info = services.attachments.create(multi.id, instance(), connector(A), mode="ro")
     assert info["access_mode"] == "ro"
     assert fake_target.inspect(multi.id).acls[A].mapped_luns == {0: True}
-    rw, _ = services.attachments.create(multi.id, instance(), connector(A), mode="rw")
-    assert fake_target.inspect(multi.id).acls[A].mapped_luns == {0: False}
-    services.attachments.delete(rw.id)
+    # One initiator has one mapping: a rw attachment beside a ro one would
+    # make the ro one writable, so it is refused, and leaves nothing behind.
+    with pytest.raises(Conflict, match="cannot also attach it rw"):
+        services.attachments.create(multi.id, instance(), connector(A), mode="rw")
+    assert [a.id for a in services.attachments.list(multi.id)] == [ro.id]
     assert fake_target.inspect(multi.id).acls[A].mapped_luns == {0: True}
+
+
+def test_connector_mode_applies_when_none_was_given(services, vol, fake_target):
+    att, info = services.attachments.create(vol.id, instance(), connector(mode="ro"))
+    assert info["access_mode"] == "ro" and att.attach_mode == "ro"
+    assert fake_target.inspect(vol.id).acls[A].mapped_luns == {0: True}
 
 
 def test_failed_connect_leaves_error_attaching_and_nothing_in_lio(services, vol, fake_target,
@@ -264,3 +273,60 @@ def test_attachments_listed_and_shown(services, vol, multi):
     assert services.attachments.show(b.id).volume_id == multi.id
     with pytest.raises(InvalidInput):
         services.attachments.show("nope")
+
+
+def test_failed_retry_of_a_connected_attachment_does_not_cut_the_host_off(
+        services, vol, fake_target, monkeypatch):
+    att, info = services.attachments.create(vol.id, instance(), connector())
+    services.attachments.complete(att.id)
+    monkeypatch.setattr(fake_target, "authorize", lambda *a: (_ for _ in ()).throw(
+        TargetError("authorizing: transient")))
+    with pytest.raises(TargetError):
+        services.attachments.update(att.id, connector())
+    monkeypatch.undo()
+    assert services.store.attachment(att.id).status == "attached"
+    assert A in fake_target.inspect(vol.id).acls and status(services, vol) == "in-use"
+
+
+def test_failed_create_with_connector_leaves_no_reservation(services, vol, fake_target,
+                                                            monkeypatch):
+    monkeypatch.setattr(fake_target, "export", lambda spec: (_ for _ in ()).throw(
+        TargetError("exporting: no")))
+    with pytest.raises(TargetError):
+        services.attachments.create(vol.id, instance(), connector())
+    monkeypatch.undo()
+    assert services.attachments.list(vol.id) == [] and status(services, vol) == "available"
+    services.attachments.create(vol.id, instance(), connector())     # the volume is free
+
+
+def test_detached_host_loses_its_acl_even_when_export_repair_fails(services, multi,
+                                                                   fake_target, monkeypatch):
+    a, _ = services.attachments.create(multi.id, instance(), connector(A))
+    b, _ = services.attachments.create(multi.id, instance(), connector(B))
+    monkeypatch.setattr(fake_target, "export", lambda spec: (_ for _ in ()).throw(
+        TargetError("exporting: portal address gone")))
+    with pytest.raises(TargetError):
+        services.attachments.delete(b.id)
+    assert set(fake_target.inspect(multi.id).acls) == {A}, "a detached host kept access"
+
+
+def test_complete_retry_after_a_crash_fixes_the_volume_status(services, vol):
+    att, _ = services.attachments.create(vol.id, instance(), connector())
+    services.store.cas_attachment(att.id, ["attaching"], status="attached")   # crash here
+    assert status(services, vol) == "attaching"
+    services.attachments.complete(att.id)
+    assert status(services, vol) == "in-use"
+
+
+def test_delete_of_an_attachment_that_is_gone_succeeds(services, vol):
+    att, _ = services.attachments.create(vol.id, instance())
+    services.attachments.delete(att.id)
+    services.volumes.delete(vol.id)             # its rows go with it
+    services.attachments.delete(att.id)
+    services.attachments.delete(str(uuid.uuid4()))
+
+
+def test_non_multiattach_without_instance_reserves_once(services, vol):
+    services.attachments.create(vol.id, None)
+    with pytest.raises(Conflict):
+        services.attachments.create(vol.id, None)

@@ -80,17 +80,47 @@ def test_interrupted_connect_is_finished(services, fake_target):
 
 
 def test_interrupted_volume_operations_resolved(services):
-    creating = services.volumes.create(1)
-    services.store.cas_volume(creating.id, None, status="creating")
+    made = services.volumes.create(1)                  # storage exists: finished
+    services.store.cas_volume(made.id, None, status="creating")
+    never = services.volumes.create(1)                 # storage never came: forgotten
+    services.volumes.backend.delete(never.id, never.location)
+    services.store.cas_volume(never.id, None, status="creating")
     deleting = services.volumes.create(1)
     services.store.cas_volume(deleting.id, None, status="deleting")
     extending = services.volumes.create(1)
     services.store.cas_volume(extending.id, None, status="extending")
     report = services.reconciler.run()
-    assert report.interrupted_resolved == 3
-    assert services.store.volume(creating.id).status == "error"
-    assert [v.id for v in services.volumes.list()] == [creating.id, extending.id]
+    assert report.interrupted_resolved == 4
+    assert [v.id for v in services.volumes.list()] == [made.id, extending.id]
+    assert services.store.volume(made.id).status == "available"
     assert services.store.volume(extending.id).status == "available"
+    assert not __import__("os").path.exists(deleting.location)
+
+
+def test_a_volume_being_created_is_not_touched_by_the_reconciler(services, monkeypatch):
+    import threading
+    real = services.volumes.backend.create
+    started, release = threading.Event(), threading.Event()
+
+    def slow_create(vid, size, source=None):
+        started.set()
+        release.wait(10)
+        return real(vid, size, source)
+    monkeypatch.setattr(services.volumes.backend, "create", slow_create)
+    result = {}
+    creator = threading.Thread(target=lambda: result.setdefault("vol", services.volumes.create(1)))
+    creator.start()
+    assert started.wait(10)
+    reconcile = threading.Thread(target=lambda: result.setdefault("report",
+                                                                  services.reconciler.run()))
+    reconcile.start()
+    reconcile.join(0.3)
+    assert reconcile.is_alive(), "the reconciler did not wait for the volume's lock"
+    release.set()
+    creator.join(10)
+    reconcile.join(10)
+    assert result["vol"].status == "available" and result["vol"].location
+    assert result["report"].interrupted_resolved == 0
 
 
 def test_periodic_runs_survive_a_failing_run(services, monkeypatch):
