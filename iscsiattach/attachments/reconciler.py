@@ -94,11 +94,10 @@ class Reconciler:
                 LOG.warning("reconcile: %s", d)
             self.converger.converge(vol)
             report.volumes_repaired += 1
-        want = st.volume_status_for(a.status for a in self.store.attachments(vol.id))
-        if vol.status in st.ATTACHABLE and vol.status != want:
-            if self.store.cas_volume(vol.id, [vol.status], status=want):
-                LOG.warning("reconcile: volume %s status %s -> %s", vol.id, vol.status, want)
-                report.statuses_fixed += 1
+        settled = self.store.settle_volume(vol.id, st.ATTACHABLE, st.volume_status_for)
+        if settled:
+            LOG.warning("reconcile: volume %s status %s -> %s", vol.id, vol.status, settled)
+            report.statuses_fixed += 1
 
     def _resolve_interrupted(self, vol: Volume, report: Report) -> Volume | None:
         if vol.status == st.DELETING:
@@ -121,9 +120,9 @@ class Reconciler:
         elif vol.status == st.EXTENDING:
             found = self.converger.volumes.provisioned(vol.id, vol.location)
             size = found.size_gib if found else vol.size_gib
-            want = st.volume_status_for(a.status for a in self.store.attachments(vol.id))
             LOG.warning("reconcile: volume %s was being extended; now %d GiB", vol.id, size)
-            self.store.cas_volume(vol.id, [st.EXTENDING], status=want, size_gib=size)
+            self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=size)
+            self.store.settle_volume(vol.id, [st.EXTENDING], st.volume_status_for)
             report.interrupted_resolved += 1
         return self.store.volume(vol.id)
 

@@ -205,8 +205,6 @@ class AttachmentService:
             self._settle_volume(vol.id)
             LOG.info("attachment %s of volume %s deleted", att.id, vol.id)
 
-    def _settle_volume(self, volume_id: str) -> Volume:
+    def _settle_volume(self, volume_id: str) -> None:
         """Set the volume's status from its attachments (never over deleting & co)."""
-        statuses = [a.status for a in self.store.attachments(volume_id)]
-        self.store.cas_volume(volume_id, st.ATTACHABLE, status=st.volume_status_for(statuses))
-        return self.store.volume(volume_id)
+        self.store.settle_volume(volume_id, st.ATTACHABLE, st.volume_status_for)

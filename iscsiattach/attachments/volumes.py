@@ -111,5 +111,4 @@ class VolumeService:
         LOG.info("volume %s deleted", vol.id)
 
     def _settle(self, volume_id: str) -> None:
-        statuses = [a.status for a in self.store.attachments(volume_id)]
-        self.store.cas_volume(volume_id, [st.EXTENDING], status=st.volume_status_for(statuses))
+        self.store.settle_volume(volume_id, [st.EXTENDING], st.volume_status_for)

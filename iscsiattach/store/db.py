@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 from alembic import command
@@ -131,6 +131,16 @@ class Store:
             stmt = stmt.where(volumes.c.status.in_(list(from_status)))
         with self.engine.begin() as conn:
             return conn.execute(stmt.values(updated_at=utcnow(), **values)).rowcount == 1
+
+    def settle_volume(self, volume_id: str, from_status: Iterable[str],
+                      derive: Callable[[list[str]], str]) -> str | None:
+        """Set a volume's status from its attachments' statuses (``derive``),
+        only while it is in ``from_status``; the new status if it changed."""
+        statuses = [a.status for a in self.attachments(volume_id, include_detached=True)]
+        want = derive(statuses)
+        if self.cas_volume(volume_id, [s for s in from_status if s != want], status=want):
+            return want
+        return None
 
     def remove_volume(self, volume_id: str) -> None:
         with self.engine.begin() as conn:
