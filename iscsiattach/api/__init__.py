@@ -1,0 +1,1 @@
+"""HTTP: the Cinder-compatible REST API. Nothing below this package knows HTTP."""
