@@ -8,6 +8,7 @@ edges (HTTP API, CLI) translate the classes once:
     +-- InvalidInput            the caller sent something malformed   (400 / exit 2)
     +-- NotFound                the named thing does not exist        (404 / exit 1)
     +-- Conflict                valid, but not in the current state   (409 / exit 1)
+    +-- NotAcceptable           an API microversion we do not serve   (406 / exit 2)
     +-- TargetError             the kernel target refused or failed   (500 / exit 1)
     |   +-- TargetUnavailable   no LIO here (configfs or modules missing)
     +-- VolumeBackendError      lvm2 / the filesystem / sysfs failed  (500 / exit 1)
@@ -39,6 +40,11 @@ class NotFound(IscsiAttachError):
 
 class Conflict(IscsiAttachError):
     """The request is valid but conflicts with the current state."""
+
+
+class NotAcceptable(IscsiAttachError):
+    """A well-formed request for something this server does not offer
+    (an API microversion outside the supported range)."""
 
 
 class TargetError(IscsiAttachError):
