@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from iscsiattach.api import options as api_options
 from iscsiattach.attachments import reconciler
 from iscsiattach.target import options as target_options
 from iscsiattach.volumes import options as volume_options
@@ -22,7 +23,8 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [(None, DEFAULT_OPTS),
             (target_options.GROUP, target_options.LIO_OPTS),
             (volume_options.GROUP, volume_options.VOLUME_OPTS),
-            (reconciler.GROUP, reconciler.RECONCILER_OPTS)]
+            (reconciler.GROUP, reconciler.RECONCILER_OPTS),
+            (api_options.GROUP, api_options.API_OPTS)]
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

@@ -1,0 +1,131 @@
+"""iscsiattachd: the storage-node daemon.
+
+Reads its config, restores LIO from the store (first reconcile), and only
+then listens and tells systemd it is ready; reconciles periodically after
+that. Stopping it never tears exports down: hosts stay connected.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from oslo_config import cfg
+
+from iscsiattach import conf
+from iscsiattach.api import auth as api_auth
+from iscsiattach.api.routes import build_app
+from iscsiattach.api.server import make_server
+from iscsiattach.api.wsgi import Auth
+from iscsiattach.attachments.reconciler import run_periodically
+from iscsiattach.attachments.services import Services, build, lock_dir
+from iscsiattach.cmd import systemd
+from iscsiattach.exception import IscsiAttachError
+from iscsiattach.target.lio import LioBackend
+from iscsiattach.target.options import portals_from_conf
+from iscsiattach.volumes.options import backend_from_conf
+
+LOG = logging.getLogger("iscsiattachd")
+CLI_OPTS = [cfg.BoolOpt("debug", default=False, help="Log at debug level.")]
+
+
+def load_config(argv: list[str]) -> cfg.ConfigOpts:
+    config = conf.register_all(cfg.ConfigOpts())
+    config.register_cli_opts(CLI_OPTS)
+    config(argv, project="iscsiattach", prog="iscsiattachd")
+    return config
+
+
+def setup_logging(debug: bool) -> None:
+    # journald adds the time; one line per record, never a secret (they are
+    # Secret objects everywhere below and print as ***).
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def build_services(config: cfg.ConfigOpts) -> Services:
+    state = config.state_path
+    lio = LioBackend(prefix=config.lio.target_prefix, write_back=config.lio.fileio_write_back,
+                     lock_path=lock_dir(state))
+    return build(state, lio, backend_from_conf(config), portals_from_conf(config),
+                 config.volumes.max_size_gib)
+
+
+def build_auth(config: cfg.ConfigOpts) -> Auth:
+    api = config.api
+    if api.auth_strategy == "noauth":
+        api_auth.check_noauth_listen(api.listen)
+        return Auth("noauth")
+    token_file = api.token_file or os.path.join(config.state_path, "api-token")
+    return Auth("token", api_auth.load_or_create_token(token_file))
+
+
+def serve(config: cfg.ConfigOpts) -> None:
+    services = build_services(config)
+    auth = build_auth(config)
+    report = services.reconciler.run()
+    if report.errors:
+        LOG.warning("first reconcile finished with %d errors", len(report.errors))
+    app = build_app(services, auth)
+    server = make_server(config.api.listen, config.api.port, app,
+                         config.api.tls_cert_file, config.api.tls_key_file)
+    stop = threading.Event()
+    threading.Thread(target=run_periodically, name="reconciler", daemon=True,
+                     args=(services.reconciler, config.reconciler.interval, stop),
+                     kwargs={"on_report": lambda r: systemd.notify(_status(r))}).start()
+    _start_watchdog(stop)
+
+    def shutdown(signum, _frame):
+        LOG.info("signal %d: stopping (exports stay up)", signum)
+        systemd.notify("STOPPING=1")
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    LOG.info("listening on %s%s", config.api.listen,
+             "" if config.api.listen.startswith("unix:") else f" port {config.api.port}")
+    systemd.notify("READY=1\n" + _status(report))
+    server.serve_forever(poll_interval=0.5)
+    server.server_close()
+
+
+def _status(report) -> str:
+    return (f"STATUS=reconciled {report.volumes_checked} volumes, "
+            f"{report.changed} repairs, {len(report.errors)} errors")
+
+
+def _start_watchdog(stop: threading.Event) -> None:
+    interval = systemd.watchdog_interval()
+    if interval is None:
+        return
+
+    def ping():
+        while not stop.wait(interval):
+            systemd.notify("WATCHDOG=1")
+    threading.Thread(target=ping, name="watchdog", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv)
+    except cfg.Error as exc:
+        print(f"iscsiattachd: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.debug)
+    try:
+        serve(config)
+    except IscsiAttachError as exc:
+        LOG.error("%s", exc)
+        print(f"iscsiattachd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"iscsiattachd: cannot listen on {config.api.listen}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

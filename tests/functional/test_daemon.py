@@ -1,0 +1,134 @@
+"""iscsiattachd as a real process over real LIO, driven over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from iscsiattach.target import Portal
+from tests.functional.conftest import PREFIX
+from tests.functional.iscsi import Node, initiator_name, write_and_read_back
+
+PORT = 18776
+URL = f"http://127.0.0.1:{PORT}/v3"
+DAEMON = Path(sys.executable).with_name("iscsiattachd")
+
+
+class Daemon:
+    def __init__(self, state: Path, volumes: Path) -> None:
+        self.state, self.proc = state, None
+        self.config = state.parent / "iscsiattach.conf"
+        self.config.write_text(f"""[DEFAULT]
+state_path = {state}
+[api]
+listen = 127.0.0.1
+port = {PORT}
+[lio]
+target_prefix = {PREFIX}
+portals = 127.0.0.1
+[volumes]
+backend = file
+file_directory = {volumes}
+[reconciler]
+interval = 3600
+""")
+
+    def start(self) -> None:
+        self.log = open(self.state.parent / "daemon.log", "a")
+        self.proc = subprocess.Popen([str(DAEMON), "--config-file", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            assert self.proc.poll() is None, (self.state.parent / "daemon.log").read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=2)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 300:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("the daemon did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.log.close()
+
+    @property
+    def token(self) -> str:
+        return (self.state / "api-token").read_text().strip()
+
+
+def call(method, path, body=None, token=None, version="3.54"):
+    req = urllib.request.Request(URL + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Content-Type", "application/json")
+    req.add_header("OpenStack-API-Version", f"volume {version}")
+    if token is not None:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            data = resp.read()
+            return resp.status, json.loads(data) if data else None
+    except urllib.error.HTTPError as exc:
+        data = exc.read()
+        return exc.code, json.loads(data) if data else None
+
+
+@pytest.fixture
+def daemon(tmp_path, scratch_fs, backend):     # backend: cleans our prefix up after
+    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes")
+    d.start()
+    yield d
+    d.stop()
+
+
+def test_full_flow_over_http_with_a_real_login(daemon):
+    tok = daemon.token
+    assert (os.stat(daemon.state / "api-token").st_mode & 0o777) == 0o600
+    status, body = call("POST", "/volumes", {"volume": {"size": 1, "name": "http"}}, tok)
+    assert status == 202
+    vid = body["volume"]["id"]
+    connector = {"initiator": initiator_name(), "ip": "127.0.0.1", "host": "guest",
+                 "platform": "x86_64", "os_type": "linux2", "multipath": False}
+    status, body = call("POST", "/attachments", {"attachment": {
+        "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()), "connector": connector}}, tok)
+    assert status == 200
+    att, info = body["attachment"]["id"], body["attachment"]["connection_info"]
+    node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
+    node.setup(info["auth_username"], info["auth_password"])
+    assert node.login().returncode == 0
+    dev = node.device()
+    assert write_and_read_back(dev, 2 << 20)
+    assert call("POST", f"/attachments/{att}/action", {"os-complete": None}, tok)[0] == 204
+
+    # Stopping the daemon leaves the export up: the session keeps working.
+    daemon.stop()
+    assert write_and_read_back(dev, 1 << 20)
+    daemon.start()
+    assert call("GET", f"/volumes/{vid}", token=tok)[1]["volume"]["status"] == "in-use"
+
+    node.logout()
+    assert call("DELETE", f"/attachments/{att}", token=tok)[0] == 200
+    assert node.login().returncode != 0
+    node.delete()
+    assert call("DELETE", f"/volumes/{vid}", token=tok)[0] == 202
+    log = (daemon.state.parent / "daemon.log").read_text()
+    assert info["auth_password"] not in log and tok not in log
+
+
+def test_requests_without_or_with_a_wrong_token_are_refused(daemon):
+    for token in (None, "wrong", daemon.token[:-1]):
+        status, body = call("POST", "/volumes", {"volume": {"size": 1}}, token)
+        assert status == 401 and "unauthorized" in body
+    assert call("GET", "/volumes", token=daemon.token)[1] == {"volumes": []}
