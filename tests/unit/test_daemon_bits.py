@@ -1,0 +1,46 @@
+"""sd_notify, the systemd unit, and the daemon's refusals at start."""
+from __future__ import annotations
+
+import configparser
+import socket
+from pathlib import Path
+
+import pytest
+
+from iscsiattach.cmd import daemon, systemd
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "iscsiattachd.service"
+
+
+def test_notify_sends_to_the_socket(tmp_path, monkeypatch):
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    assert systemd.notify("READY=1")
+    assert sock.recv(100) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert systemd.notify("READY=1") is False
+    monkeypatch.setenv("WATCHDOG_USEC", "120000000")
+    assert systemd.watchdog_interval() == 60.0
+
+
+def test_unit_is_notify_and_keeps_exports_on_stop():
+    unit = configparser.ConfigParser(strict=False)
+    unit.read(UNIT)
+    svc = unit["Service"]
+    assert svc["Type"] == "notify" and svc["Restart"] == "on-failure"
+    assert "WatchdogSec" in svc and "--config-file" in svc["ExecStart"]
+    assert "/sys/kernel/config" in svc["ReadWritePaths"]
+    assert "sys-kernel-config.mount" in unit["Unit"]["After"]
+
+
+def test_noauth_on_a_public_address_refuses_to_start(tmp_path, capsys):
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/s\n[api]\nlisten = 0.0.0.0\n"
+                    "auth_strategy = noauth\n")
+    config = daemon.load_config(["--config-file", str(conf)])
+    with pytest.raises(Exception, match="noauth needs a loopback"):
+        daemon.build_auth(config)
+    assert daemon.main(["--config-file", str(tmp_path / "missing.conf")]) == 2
+    assert "iscsiattachd:" in capsys.readouterr().err
