@@ -84,8 +84,8 @@ class AttachmentService:
 
     # -- update (connect) -------------------------------------------------------
     def update(self, attachment_id: str, connector: Any) -> tuple[Attachment, dict]:
+        parsed = Connector.parse(connector)       # bad input first: 400 before 404
         att = self.show(attachment_id)
-        parsed = Connector.parse(connector)
         with self.locks.lock(att.volume_id):
             return self._connect(self.store.attachment(att.id), parsed)
 

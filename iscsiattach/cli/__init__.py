@@ -1,0 +1,1 @@
+"""The iscsiattach command: the devref's attachment and volume commands."""

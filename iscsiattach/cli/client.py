@@ -1,0 +1,102 @@
+"""A small HTTP client for iscsiattachd (stdlib only), errors as CliError."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8776/v3"
+DEFAULT_TOKEN_FILE = "/var/lib/iscsiattach/api-token"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def load_token(token_file: str | None) -> str | None:
+    """The token from ISCSIATTACH_TOKEN, else from a file: never from argv,
+    where any user could read it in ps."""
+    if os.environ.get("ISCSIATTACH_TOKEN"):
+        return os.environ["ISCSIATTACH_TOKEN"]
+    path = token_file or os.environ.get("ISCSIATTACH_TOKEN_FILE") or DEFAULT_TOKEN_FILE
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        if token_file:
+            raise CliError(f"token file {path} does not exist") from None
+        return None
+    except PermissionError:
+        raise CliError(f"cannot read token file {path}: permission denied") from None
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, version: str, timeout: float = 300) -> None:
+        self.url, self.token, self.version, self.timeout = url.rstrip("/"), token, version, timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "OpenStack-API-Version": f"volume {self.version}"}
+        if self.token:
+            headers["X-Auth-Token"] = self.token
+        if self.url.startswith("unix:"):
+            return self._unix(method, path, data, headers)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, _json(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, _json(exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(f"cannot reach iscsiattachd at {self.url}: {reason}") from None
+
+    def _unix(self, method, path, data, headers) -> tuple[int, Any]:
+        sock_path, _, prefix = self.url[5:].partition(":")
+        conn = _UnixConnection(sock_path, self.timeout)
+        try:
+            conn.request(method, (prefix or "/v3") + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, _json(resp.read())
+        except OSError as exc:
+            raise CliError(f"cannot reach iscsiattachd at {sock_path}: {exc.strerror}") from None
+        finally:
+            conn.close()
+
+
+def _json(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"message": data.decode(errors="replace")[:200]}
+
+
+def fault_message(status: int, body: Any) -> str:
+    """Cinder's fault body to one line."""
+    if isinstance(body, dict) and body:
+        inner = next(iter(body.values()))
+        if isinstance(inner, dict) and "message" in inner:
+            return f"{inner['message']} (HTTP {status})"
+        if "message" in body:
+            return f"{body['message']} (HTTP {status})"
+    return f"HTTP {status}"

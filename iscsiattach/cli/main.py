@@ -1,0 +1,197 @@
+"""iscsiattach: talk to iscsiattachd with the devref's commands.
+
+    iscsiattach attachment-create <volume-id> <instance-uuid> [--connect True] ...
+    iscsiattach attachment-update <attachment-id> --initiator IQN ...
+    iscsiattach attachment-complete|attachment-delete|attachment-show <attachment-id>
+    iscsiattach attachment-list [--volume-id ID] [--status S]
+    iscsiattach volume-create|volume-list|volume-show|volume-delete|volume-extend
+
+The daemon's URL comes from --url or ISCSIATTACH_URL; the token from
+ISCSIATTACH_TOKEN or a token file (--token-file, ISCSIATTACH_TOKEN_FILE),
+never from the command line. Errors are one line and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+from iscsiattach.cli import output
+from iscsiattach.cli.client import DEFAULT_URL, Client, CliError, fault_message, load_token
+
+API_VERSION = "3.54"
+ATTACHMENT_COLUMNS = [("id", "ID"), ("volume_id", "Volume ID"), ("status", "Status"),
+                      ("instance", "Server ID")]
+VOLUME_COLUMNS = [("id", "ID"), ("status", "Status"), ("name", "Name"), ("size", "Size"),
+                  ("multiattach", "Multiattach")]
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, not {text!r}")
+
+
+def local_initiator() -> str | None:
+    try:
+        with open("/etc/iscsi/initiatorname.iscsi") as f:
+            for line in f:
+                if line.startswith("InitiatorName="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def add_connector_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connector (as os-brick's get_connector_properties)")
+    g.add_argument("--initiator", help="iSCSI initiator IQN of the host "
+                   "(default: this host's, from /etc/iscsi/initiatorname.iscsi)")
+    g.add_argument("--ip", help="IP address of the host")
+    g.add_argument("--host", help="name of the host (default: this host's name)")
+    g.add_argument("--platform", default="x86_64", help="platform (default x86_64)")
+    g.add_argument("--ostype", default="linux2", help="OS type (default linux2)")
+    g.add_argument("--multipath", type=boolean, default=False, metavar="True|False",
+                   help="use multipath (default False)")
+    g.add_argument("--mountpoint", help="where the volume will be attached, e.g. /dev/vdb")
+
+
+def connector(args: argparse.Namespace) -> dict[str, Any]:
+    initiator = args.initiator or local_initiator()
+    if not initiator:
+        raise CliError("no initiator: pass --initiator IQN (no /etc/iscsi/initiatorname.iscsi)",
+                       exit_code=2)
+    return {"initiator": initiator, "ip": args.ip, "host": args.host or socket.gethostname(),
+            "platform": args.platform, "os_type": args.ostype, "multipath": args.multipath,
+            "mountpoint": args.mountpoint}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="iscsiattach", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--url", default=os.environ.get("ISCSIATTACH_URL", DEFAULT_URL),
+                     help="daemon URL, http(s)://host:port/v3 or unix:/path "
+                          "(env ISCSIATTACH_URL; default %(default)s)")
+    top.add_argument("--token-file", help="file with the API token (env "
+                     "ISCSIATTACH_TOKEN_FILE; or set ISCSIATTACH_TOKEN)")
+    top.add_argument("--format", choices=["table", "json"], default="table",
+                     help="output format (default table)")
+    top.add_argument("--show-secrets", action="store_true",
+                     help="print the CHAP secret instead of ***")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("attachment-create", help="reserve a volume, or reserve and connect")
+    p.add_argument("volume_id", metavar="<volume-id>")
+    p.add_argument("instance_uuid", metavar="<instance-uuid>")
+    p.add_argument("--connect", type=boolean, default=False, metavar="True|False",
+                   help="connect now with the connector below (default False)")
+    p.add_argument("--mode", choices=["rw", "ro"], help="attach mode (API 3.54)")
+    add_connector_args(p)
+    p = sub.add_parser("attachment-update", help="connect an attachment with a connector")
+    p.add_argument("attachment_id", metavar="<attachment-id>")
+    add_connector_args(p)
+    for name, text in (("attachment-complete", "mark attachments attached"),
+                       ("attachment-delete", "detach: delete attachments")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("attachment_ids", metavar="<attachment-id>", nargs="+")
+    p = sub.add_parser("attachment-show", help="show one attachment")
+    p.add_argument("attachment_id", metavar="<attachment-id>")
+    p = sub.add_parser("attachment-list", help="list attachments")
+    p.add_argument("--volume-id")
+    p.add_argument("--status")
+
+    p = sub.add_parser("volume-create", help="create a volume")
+    p.add_argument("size", type=int, metavar="<size>", help="size in GiB")
+    p.add_argument("--name")
+    p.add_argument("--multiattach", action="store_true", help="allow several hosts at once")
+    p.add_argument("--source", help="block backend: path of the existing device to register")
+    for name, text in (("volume-show", "show a volume"), ("volume-delete", "delete a volume")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("volume_id", metavar="<volume-id>")
+    sub.add_parser("volume-list", help="list volumes")
+    p = sub.add_parser("volume-extend", help="grow a volume")
+    p.add_argument("volume_id", metavar="<volume-id>")
+    p.add_argument("new_size", type=int, metavar="<new-size>", help="new size in GiB")
+    return top
+
+
+def run(args: argparse.Namespace, client: Client) -> str:
+    def ok(call: tuple[int, Any], *good: int) -> Any:
+        status, body = call
+        if status not in good:
+            raise CliError(fault_message(status, body), 2 if status == 400 else 1)
+        return body
+
+    fmt, secrets = args.format, args.show_secrets
+    cmd = args.command
+    if cmd == "attachment-create":
+        body: dict[str, Any] = {"volume_uuid": args.volume_id, "instance_uuid": args.instance_uuid}
+        if args.connect:
+            body["connector"] = connector(args)
+        if args.mode:
+            body["mode"] = args.mode
+        att = ok(client.call("POST", "/attachments", {"attachment": body}), 200)["attachment"]
+        return output.show_attachment(att, fmt, secrets)
+    if cmd == "attachment-update":
+        att = ok(client.call("PUT", f"/attachments/{args.attachment_id}",
+                             {"attachment": {"connector": connector(args)}}), 200)["attachment"]
+        return output.show_attachment(att, fmt, secrets)
+    if cmd in ("attachment-complete", "attachment-delete"):
+        for att_id in args.attachment_ids:
+            if cmd == "attachment-complete":
+                ok(client.call("POST", f"/attachments/{att_id}/action", {"os-complete": None}), 204)
+            else:
+                ok(client.call("DELETE", f"/attachments/{att_id}"), 200)
+        return ""
+    if cmd == "attachment-show":
+        att = ok(client.call("GET", f"/attachments/{args.attachment_id}"), 200)["attachment"]
+        return output.show_attachment(att, fmt, secrets)
+    if cmd == "attachment-list":
+        query = "&".join(f"{k}={v}" for k, v in (("volume_id", args.volume_id),
+                                                 ("status", args.status)) if v)
+        items = ok(client.call("GET", "/attachments" + (f"?{query}" if query else "")), 200)
+        return output.show_list(items["attachments"], ATTACHMENT_COLUMNS, fmt)
+    return run_volume(args, client, ok)
+
+
+def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
+    cmd, fmt = args.command, args.format
+    if cmd == "volume-create":
+        body = {"size": args.size, "name": args.name, "multiattach": args.multiattach}
+        if args.source:
+            body["source"] = args.source
+        vol = ok(client.call("POST", "/volumes", {"volume": body}), 202)["volume"]
+        return output.show_object(vol, fmt)
+    if cmd == "volume-show":
+        return output.show_object(ok(client.call("GET", f"/volumes/{args.volume_id}"),
+                                     200)["volume"], fmt)
+    if cmd == "volume-list":
+        vols = ok(client.call("GET", "/volumes/detail"), 200)["volumes"]
+        return output.show_list(vols, VOLUME_COLUMNS, fmt)
+    if cmd == "volume-delete":
+        ok(client.call("DELETE", f"/volumes/{args.volume_id}"), 202)
+        return ""
+    ok(client.call("POST", f"/volumes/{args.volume_id}/action",
+                   {"os-extend": {"new_size": args.new_size}}), 202)
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        client = Client(args.url, load_token(args.token_file), API_VERSION)
+        text = run(args, client)
+    except CliError as exc:
+        print(f"iscsiattach: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
