@@ -13,8 +13,10 @@ LIO_OPTS = [
                     "(volume-<uuid>) follows it. Only targets under this prefix are "
                     "ever changed or removed."),
     cfg.ListOpt("portals", default=["127.0.0.1"],
-                help="Addresses the targets listen on (IPv4 or IPv6, optionally "
-                     "with :port, IPv6 in brackets then)."),
+                help="Where the targets listen: addresses (IPv4 or IPv6, optionally "
+                     "with :port, IPv6 in brackets then) or interface names (eth1, "
+                     "bond0.100:3261), which stand for the interface's addresses at "
+                     "start."),
     cfg.PortOpt("port", default=3260,
                 help="TCP port of portals given without one."),
     cfg.BoolOpt("fileio_write_back", default=True,
@@ -30,5 +32,5 @@ def register(conf: cfg.ConfigOpts) -> None:
 
 
 def portals_from_conf(conf: cfg.ConfigOpts) -> tuple:
-    from iscsiattach.target.model import Portal
-    return tuple(Portal.parse(p, conf.lio.port) for p in conf.lio.portals)
+    from iscsiattach.net import resolve_portals
+    return resolve_portals(conf.lio.portals, conf.lio.port)

@@ -23,3 +23,13 @@ def test_only_host_side_imports_os_brick():
 def test_nothing_clears_configfs():
     for p in PKG.rglob("*.py"):
         assert "clear_existing" not in p.read_text(), p
+
+
+def test_only_net_imports_pyroute2():
+    assert _importers("pyroute2") == {"net.py"}
+
+
+def test_only_the_api_package_knows_http():
+    http_words = re.compile(r"^\s*(import|from)\s+(wsgiref|http\.|urllib\.request)", re.M)
+    users = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if http_words.search(p.read_text())}
+    assert all(u.startswith(("api/", "cli/")) for u in users), users
