@@ -11,6 +11,7 @@ from typing import Any
 
 from iscsiattach.api import microversion as mv
 from iscsiattach.api.faults import HttpError
+from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
 from iscsiattach.api import views
 from iscsiattach.api.wsgi import Application, Auth, Request, Response, Route, v3_route
 from iscsiattach.attachments.services import Services
@@ -159,24 +160,37 @@ def _page(req: Request, items: list) -> list:
     return items
 
 
-def build_app(services: Services, auth: Auth) -> Application:
+def build_app(services: Services, auth: Auth, metrics: Metrics | None = None) -> Application:
     api = Api(services)
+    metrics = metrics or Metrics(services.store)
     att, vol = "/attachments", "/volumes"
     routes = [
-        v3_route("GET", "", lambda r: _versions(r, 200)),
-        v3_route("POST", att, api.attachment_create, mv.ATTACHMENTS),
-        v3_route("GET", att, api.attachment_list, mv.ATTACHMENTS),
-        v3_route("GET", att + "/detail", lambda r: api.attachment_list(r, True), mv.ATTACHMENTS),
-        v3_route("GET", f"{att}/{_UUID}", api.attachment_show, mv.ATTACHMENTS),
-        v3_route("PUT", f"{att}/{_UUID}", api.attachment_update, mv.ATTACHMENTS),
-        v3_route("DELETE", f"{att}/{_UUID}", api.attachment_delete, mv.ATTACHMENTS),
-        v3_route("POST", f"{att}/{_UUID}/action", api.attachment_action, mv.ATTACHMENTS),
-        v3_route("POST", vol, api.volume_create),
-        v3_route("GET", vol, api.volume_list),
-        v3_route("GET", vol + "/detail", lambda r: api.volume_list(r, True)),
-        v3_route("GET", f"{vol}/{_UUID}", api.volume_show),
-        v3_route("DELETE", f"{vol}/{_UUID}", api.volume_delete),
-        v3_route("POST", f"{vol}/{_UUID}/action", api.volume_action),
+        v3_route("GET", "", lambda r: _versions(r, 200), "versions"),
+        v3_route("POST", att, api.attachment_create, "attachment-create", mv.ATTACHMENTS),
+        v3_route("GET", att, api.attachment_list, "attachment-list", mv.ATTACHMENTS),
+        v3_route("GET", att + "/detail", lambda r: api.attachment_list(r, True),
+                 "attachment-list", mv.ATTACHMENTS),
+        v3_route("GET", f"{att}/{_UUID}", api.attachment_show, "attachment-show",
+                 mv.ATTACHMENTS),
+        v3_route("PUT", f"{att}/{_UUID}", api.attachment_update, "attachment-update",
+                 mv.ATTACHMENTS),
+        v3_route("DELETE", f"{att}/{_UUID}", api.attachment_delete, "attachment-delete",
+                 mv.ATTACHMENTS),
+        v3_route("POST", f"{att}/{_UUID}/action", api.attachment_action, "attachment-complete",
+                 mv.ATTACHMENTS),
+        v3_route("POST", vol, api.volume_create, "volume-create"),
+        v3_route("GET", vol, api.volume_list, "volume-list"),
+        v3_route("GET", vol + "/detail", lambda r: api.volume_list(r, True), "volume-list"),
+        v3_route("GET", f"{vol}/{_UUID}", api.volume_show, "volume-show"),
+        v3_route("DELETE", f"{vol}/{_UUID}", api.volume_delete, "volume-delete"),
+        v3_route("POST", f"{vol}/{_UUID}/action", api.volume_action, "volume-extend"),
     ]
-    public = [Route("GET", re.compile(r"/?"), lambda r: _versions(r, 300), mv.MIN)]
-    return Application(routes, auth, public)
+    # Read-only, no secrets: served without a token, for probes and scrapers.
+    public = [
+        Route("GET", re.compile(r"/?"), lambda r: _versions(r, 300), mv.MIN, "versions"),
+        Route("GET", re.compile(r"/metrics"), lambda r: Response(
+            200, raw=metrics.exposition(), content_type=METRICS_TYPE), mv.MIN, "metrics"),
+        Route("GET", re.compile(r"/healthz"), lambda r: Response(
+            200 if metrics.ready else 503, metrics.health()), mv.MIN, "health"),
+    ]
+    return Application(routes, auth, public, metrics.observe)

@@ -57,6 +57,8 @@ class Response:
     status: int
     body: Any = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    raw: bytes | None = None            # a non-JSON body (metrics), with its type
+    content_type: str = "application/json"
 
 
 Handler = Callable[[Request], Response]
@@ -68,11 +70,12 @@ class Route:
     pattern: re.Pattern
     handler: Handler
     min_version: mv.Version
+    name: str = ""          # the operation kind in logs and metrics
 
 
-def v3_route(method: str, tail: str, handler: Handler,
+def v3_route(method: str, tail: str, handler: Handler, name: str,
              min_version: mv.Version = mv.MIN) -> Route:
-    return Route(method, re.compile(rf"/v3{_PROJECT}{tail}/?"), handler, min_version)
+    return Route(method, re.compile(rf"/v3{_PROJECT}{tail}/?"), handler, min_version, name)
 
 
 class Auth:
@@ -98,30 +101,39 @@ class Auth:
 
 
 class Application:
-    def __init__(self, routes: list[Route], auth: Auth, public_routes: list[Route]) -> None:
+    def __init__(self, routes: list[Route], auth: Auth, public_routes: list[Route],
+                 observe: Callable[[str, int, float], None] | None = None) -> None:
         self.routes, self.auth, self.public = routes, auth, public_routes
+        self.observe = observe
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         started = time.monotonic()
         req = self._request(environ)
+        kind = ["unrouted"]
         try:
-            resp = self._dispatch(req)
+            resp = self._dispatch(req, kind)
         except Exception as error:    # noqa: BLE001 - the one translation point
             status, body = to_fault(error)
             resp = Response(status, body)
+        elapsed = time.monotonic() - started
         resp.headers += mv.response_headers(req.version)
         resp.headers.append(("x-openstack-request-id", req.request_id))
-        LOG.info("%s %s %s -> %d in %.3fs", req.request_id, req.method, req.path,
-                 resp.status, time.monotonic() - started)
+        # One line per operation; ids are in the path, secrets never are.
+        LOG.info("%s %s %s %s -> %d in %.3fs", req.request_id, kind[0], req.method, req.path,
+                 resp.status, elapsed)
+        if self.observe and kind[0] not in ("metrics", "health"):
+            self.observe(kind[0], resp.status, elapsed)
         return _send(resp, start_response)
 
-    def _dispatch(self, req: Request) -> Response:
+    def _dispatch(self, req: Request, kind: list[str]) -> Response:
         route = self._match(req, self.public)
         if route is not None:
+            kind[0] = route.name
             return route.handler(req)
         route = self._match(req, self.routes)
         if route is None:
             raise HttpError(404, "The resource could not be found.")
+        kind[0] = route.name
         self.auth.check(req)
         req.version = mv.negotiate(req.headers)
         if req.version < route.min_version:
@@ -167,10 +179,13 @@ class Application:
 
 
 def _send(resp: Response, start_response) -> list[bytes]:
-    payload = b"" if resp.body is None else json.dumps(resp.body).encode()
+    if resp.raw is not None:
+        payload = resp.raw
+    else:
+        payload = b"" if resp.body is None else json.dumps(resp.body).encode()
     headers = list(resp.headers)
-    if resp.body is not None:
-        headers.append(("Content-Type", "application/json"))
+    if payload:
+        headers.append(("Content-Type", resp.content_type))
     headers.append(("Content-Length", str(len(payload))))
     reason = _REASONS.get(resp.status, "")
     start_response(f"{resp.status} {reason}".strip(), headers)

@@ -142,11 +142,13 @@ class Reconciler:
 
 
 def run_periodically(reconciler: Reconciler, interval: float, stop: threading.Event,
-                     on_report: Callable[[Report], None] | None = None) -> None:
-    """Run now, then every ``interval`` seconds until ``stop`` is set.
-
-    A failed run is logged and retried at the next tick: the loop never dies.
-    """
+                     on_report: Callable[[Report], None] | None = None,
+                     run_now: bool = True) -> None:
+    """Run now (unless ``run_now`` is false), then every ``interval`` seconds
+    until ``stop`` is set. A failed run is logged and retried at the next
+    tick: the loop never dies."""
+    if not run_now:
+        stop.wait(interval)
     while not stop.is_set():
         try:
             report = reconciler.run()

@@ -51,15 +51,18 @@ class Client:
     def __init__(self, url: str, token: str | None, version: str, timeout: float = 300) -> None:
         self.url, self.token, self.version, self.timeout = url.rstrip("/"), token, version, timeout
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any = None,
+             root: bool = False) -> tuple[int, Any]:
+        """``path`` under the API's /v3 URL, or under the server root."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    "OpenStack-API-Version": f"volume {self.version}"}
         if self.token:
             headers["X-Auth-Token"] = self.token
         if self.url.startswith("unix:"):
-            return self._unix(method, path, data, headers)
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+            return self._unix(method, path, data, headers, root)
+        base = self.url.rsplit("/v3", 1)[0] if root else self.url
+        req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.status, _json(resp.read())
@@ -69,11 +72,12 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach iscsiattachd at {self.url}: {reason}") from None
 
-    def _unix(self, method, path, data, headers) -> tuple[int, Any]:
+    def _unix(self, method, path, data, headers, root) -> tuple[int, Any]:
         sock_path, _, prefix = self.url[5:].partition(":")
         conn = _UnixConnection(sock_path, self.timeout)
         try:
-            conn.request(method, (prefix or "/v3") + path, body=data, headers=headers)
+            conn.request(method, ("" if root else prefix or "/v3") + path, body=data,
+                         headers=headers)
             resp = conn.getresponse()
             return resp.status, _json(resp.read())
         except OSError as exc:

@@ -113,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("volume_id", metavar="<volume-id>")
     sub.add_parser("volume-list", help="list volumes")
+    sub.add_parser("status", help="the daemon's health: ready, last reconcile, counts")
     p = sub.add_parser("volume-extend", help="grow a volume")
     p.add_argument("volume_id", metavar="<volume-id>")
     p.add_argument("new_size", type=int, metavar="<new-size>", help="new size in GiB")
@@ -160,6 +161,15 @@ def run(args: argparse.Namespace, client: Client) -> str:
 
 def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
     cmd, fmt = args.command, args.format
+    if cmd == "status":
+        health = ok(client.call("GET", "/healthz", root=True), 200, 503)
+        if fmt == "json":
+            return output.show_object(health, fmt)
+        flat = {"ready": health["ready"], **{f"count {k}": v for k, v in
+                                               health["counts"].items()}}
+        for k, v in (health.get("last_reconcile") or {}).items():
+            flat[f"last reconcile {k}"] = v
+        return output.show_object(flat, fmt)
     if cmd == "volume-create":
         body = {"size": args.size, "name": args.name, "multiattach": args.multiattach}
         if args.source:

@@ -16,6 +16,7 @@ from oslo_config import cfg
 
 from iscsiattach import conf
 from iscsiattach.api import auth as api_auth
+from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
 from iscsiattach.api.wsgi import Auth
@@ -45,10 +46,10 @@ def setup_logging(debug: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def build_services(config: cfg.ConfigOpts) -> Services:
+def build_services(config: cfg.ConfigOpts, lock_wait=None) -> Services:
     state = config.state_path
     lio = LioBackend(prefix=config.lio.target_prefix, write_back=config.lio.fileio_write_back,
-                     lock_path=lock_dir(state))
+                     lock_path=lock_dir(state), lock_wait=lock_wait)
     return build(state, lio, backend_from_conf(config), portals_from_conf(config),
                  config.volumes.max_size_gib)
 
@@ -63,18 +64,22 @@ def build_auth(config: cfg.ConfigOpts) -> Auth:
 
 
 def serve(config: cfg.ConfigOpts) -> None:
-    services = build_services(config)
+    holder: dict[str, Metrics] = {}
+    services = build_services(config, lambda s: holder["m"].lio_lock_wait.observe(s))
+    metrics = holder["m"] = Metrics(services.store)
     auth = build_auth(config)
     report = services.reconciler.run()
+    metrics.reconciled(report)
     if report.errors:
         LOG.warning("first reconcile finished with %d errors", len(report.errors))
-    app = build_app(services, auth)
+    app = build_app(services, auth, metrics)
     server = make_server(config.api.listen, config.api.port, app,
                          config.api.tls_cert_file, config.api.tls_key_file)
     stop = threading.Event()
     threading.Thread(target=run_periodically, name="reconciler", daemon=True,
                      args=(services.reconciler, config.reconciler.interval, stop),
-                     kwargs={"on_report": lambda r: systemd.notify(_status(r))}).start()
+                     kwargs={"on_report": lambda r: _reconciled(metrics, r),
+                             "run_now": False}).start()
     _start_watchdog(stop)
 
     def shutdown(signum, _frame):
@@ -86,9 +91,15 @@ def serve(config: cfg.ConfigOpts) -> None:
     signal.signal(signal.SIGINT, shutdown)
     LOG.info("listening on %s%s", config.api.listen,
              "" if config.api.listen.startswith("unix:") else f" port {config.api.port}")
+    metrics.ready = True
     systemd.notify("READY=1\n" + _status(report))
     server.serve_forever(poll_interval=0.5)
     server.server_close()
+
+
+def _reconciled(metrics: Metrics, report) -> None:
+    metrics.reconciled(report)
+    systemd.notify(_status(report))
 
 
 def _status(report) -> str:

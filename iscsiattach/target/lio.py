@@ -24,6 +24,8 @@ import errno
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import rtslib_fb
@@ -64,23 +66,28 @@ class LioBackend(TargetBackend):
     """The kernel's LIO iSCSI target."""
 
     def __init__(self, prefix: str | None = None, *, write_back: bool = True,
-                 lock_path: str | None = None) -> None:
+                 lock_path: str | None = None,
+                 lock_wait: Callable[[float], None] | None = None) -> None:
         super().__init__(**({"prefix": prefix} if prefix else {}))
         self.write_back = write_back
         self._lock_path = lock_path
+        self._lock_wait = lock_wait       # observer of seconds spent waiting (metrics)
         self._thread_lock = threading.RLock()
         self._fabric: FabricModule | None = None
 
     # -- plumbing -----------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self):
+        asked = time.monotonic()
         if self._lock_path:
-            with lockutils.lock("lio", lock_file_prefix="iscsiattach-",
-                                external=True, lock_path=self._lock_path):
-                yield
+            lock = lockutils.lock("lio", lock_file_prefix="iscsiattach-",
+                                  external=True, lock_path=self._lock_path)
         else:
-            with self._thread_lock:
-                yield
+            lock = self._thread_lock
+        with lock:
+            if self._lock_wait:
+                self._lock_wait(time.monotonic() - asked)
+            yield
 
     def _fm(self) -> FabricModule:
         if self._fabric is None:

@@ -39,7 +39,10 @@ class Client:
             seen["status"] = int(status.split()[0])
             seen["headers"] = dict(hdrs)
         out = b"".join(self.app(environ, start_response))
-        return Reply(seen["status"], seen["headers"], json.loads(out) if out else None)
+        if not out:
+            return Reply(seen["status"], seen["headers"], None)
+        is_json = seen["headers"].get("Content-Type", "").startswith("application/json")
+        return Reply(seen["status"], seen["headers"], json.loads(out) if is_json else out.decode())
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -181,3 +181,28 @@ def test_unexpected_errors_are_a_generic_500(api, services, monkeypatch):
     assert reply.status == 500 and "computeFault" in reply.body
     assert "internal detail" not in str(reply.body)
     assert reply.headers["x-openstack-request-id"].startswith("req-")
+
+
+def test_metrics_and_health_without_a_token(services, fake_target):
+    from iscsiattach.api.metrics import Metrics
+    metrics = Metrics(services.store)
+    app = build_app(services, Auth("token", Secret(TOKEN)), metrics)
+    api, anon = Client(app, TOKEN), Client(app, None)
+    assert anon.get("/healthz").status == 503              # not ready before reconcile
+    metrics.reconciled(services.reconciler.run())
+    metrics.ready = True
+    vid = api.post("/v3/volumes", {"volume": {"size": 1}}).body["volume"]["id"]
+    api.post("/v3/attachments", {"attachment": {"volume_uuid": vid, "connector": CONNECTOR}})
+    api.post("/v3/volumes", {"volume": {"size": 0}})
+    health = anon.get("/healthz")
+    assert health.status == 200 and health.body["ready"] is True
+    assert health.body["counts"] == {"volumes": 1, "attachments": 1, "exports": 1, "acls": 1}
+    assert health.body["last_reconcile"]["volumes_checked"] == 0
+    text = metrics.exposition().decode()
+    assert 'iscsiattach_operations_total{kind="volume-create",outcome="success"} 1.0' in text
+    assert 'iscsiattach_operations_total{kind="volume-create",outcome="client_error"} 1.0' in text
+    assert "iscsiattach_volumes 1.0" in text and "iscsiattach_acls 1.0" in text
+    assert "iscsiattach_reconcile_runs_total 1.0" in text
+    scraped = anon.request("GET", "/metrics")
+    assert scraped.status == 200 and "iscsiattach_lio_lock_wait_seconds" in scraped.body
+    assert scraped.headers["Content-Type"].startswith("text/plain")

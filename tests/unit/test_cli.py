@@ -104,3 +104,22 @@ def test_bad_arguments_exit_2_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["attachment-create", "v", "i", "--connect", "maybe"])
     assert "expected True or False" in capsys.readouterr().err
+
+
+def test_status_shows_health(services, capsys, monkeypatch):
+    from iscsiattach.api.metrics import Metrics
+    metrics = Metrics(services.store)
+    metrics.reconciled(services.reconciler.run())
+    metrics.ready = True
+    srv = make_server("127.0.0.1", 0, build_app(services, Auth("token", Secret(TOKEN)), metrics))
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    monkeypatch.setenv("ISCSIATTACH_URL", f"http://127.0.0.1:{srv.server_port}/v3")
+    try:
+        code, out, _ = cli(capsys, "status")
+        assert code == 0 and "| ready" in out and "True" in out and "count volumes" in out
+        code, out, _ = cli(capsys, "--format", "json", "status")
+        assert json.loads(out)["last_reconcile"]["errors"] == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()
