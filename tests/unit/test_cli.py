@@ -123,3 +123,50 @@ def test_status_shows_health(services, capsys, monkeypatch):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_cli_over_a_unix_socket(services, capsys, monkeypatch, tmp_path):
+    import os
+    import stat
+    sock = tmp_path / "run" / "api.sock"
+    sock.parent.mkdir()
+    srv = make_server(f"unix:{sock}", 0, build_app(services, Auth("token", Secret(TOKEN))))
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        monkeypatch.setenv("ISCSIATTACH_URL", f"unix:{sock}")
+        monkeypatch.setenv("ISCSIATTACH_TOKEN", TOKEN)
+        code, out, _ = cli(capsys, "--format", "json", "volume-create", "1")
+        assert code == 0 and json.loads(out)["status"] == "available"
+        code, out, _ = cli(capsys, "volume-list")
+        assert code == 0 and "available" in out
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_tls_server(services, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+    import urllib.request
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    srv = make_server("127.0.0.1", 0, build_app(services, Auth("token", Secret(TOKEN))),
+                      str(cert), str(key))
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        req = urllib.request.Request(f"https://127.0.0.1:{srv.server_port}/v3/volumes",
+                                     headers={"X-Auth-Token": TOKEN})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert resp.status == 200 and json.loads(resp.read()) == {"volumes": []}
+    finally:
+        srv.shutdown()
+        srv.server_close()
