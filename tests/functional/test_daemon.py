@@ -132,3 +132,58 @@ def test_requests_without_or_with_a_wrong_token_are_refused(daemon):
         status, body = call("POST", "/volumes", {"volume": {"size": 1}}, token)
         assert status == 401 and "unauthorized" in body
     assert call("GET", "/volumes", token=daemon.token)[1] == {"volumes": []}
+
+
+def test_kill_9_during_a_burst_then_restart_state_and_lio_agree(daemon):
+    """Kill the daemon hard while clients create, connect and delete; after a
+    restart the store and LIO agree and every client retry converges."""
+    import threading
+
+    from iscsiattach.attachments.services import build, lock_dir
+    from iscsiattach.target.lio import LioBackend
+    from iscsiattach.volumes.file import FileBackend
+
+    tok = daemon.token
+    vids = [call("POST", "/volumes", {"volume": {"size": 1, "multiattach": True}}, tok)[1]
+            ["volume"]["id"] for _ in range(3)]
+    stop = threading.Event()
+
+    def client(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            iqn = f"iqn.2004-10.com.example:burst-{n}-{i}"
+            try:
+                status, body = call("POST", "/attachments", {"attachment": {
+                    "volume_uuid": vids[i % 3], "connector": {"initiator": iqn}}}, tok)
+                if status == 200 and i % 2:
+                    call("DELETE", f"/attachments/{body['attachment']['id']}", token=tok)
+            except OSError:
+                time.sleep(0.2)       # the daemon is down: a client retries later
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(8)
+    daemon.proc.kill()                  # kill -9, mid-operation
+    daemon.proc.wait()
+    stop.set()
+    for w in workers:
+        w.join(120)
+    daemon.start()                      # first reconcile repairs before it serves
+
+    # Every client retry converges: delete every attachment there is.
+    status, body = call("GET", "/attachments", token=tok)
+    assert status == 200
+    for att in body["attachments"]:
+        assert call("DELETE", f"/attachments/{att['id']}", token=tok)[0] == 200
+    daemon.stop()
+    # The store and LIO agree, checked from outside the daemon.
+    lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(daemon.state)))
+    svc = build(str(daemon.state), lio, FileBackend(str(daemon.state.parent / "x")),
+                (Portal("127.0.0.1"),))
+    for vid in vids:
+        vol = svc.store.volume(vid)
+        assert vol.status == "available", vol
+        assert svc.converger.drift(vol) == []
+    assert [v for v in lio.list_exports() if v in vids] == []
+    daemon.start()
