@@ -5,6 +5,7 @@ answers both with and without a project id in the path, as Cinder does.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -23,6 +24,17 @@ from iscsiattach.secret import Secret
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 64 << 10
+# The request being served, for every log line below the API (RequestIdFilter).
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds %(request_id)s to log records: the line of a service call names
+    the request that caused it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
 _PROJECT = r"(?:/(?P<project>[0-9a-f\-]+))?"
 
 
@@ -109,6 +121,13 @@ class Application:
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         started = time.monotonic()
         req = self._request(environ)
+        token = REQUEST_ID.set(req.request_id)
+        try:
+            return self._serve(req, started, start_response)
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _serve(self, req: Request, started: float, start_response) -> list[bytes]:
         kind = ["unrouted"]
         try:
             resp = self._dispatch(req, kind)
@@ -119,7 +138,7 @@ class Application:
         resp.headers += mv.response_headers(req.version)
         resp.headers.append(("x-openstack-request-id", req.request_id))
         # One line per operation; ids are in the path, secrets never are.
-        LOG.info("%s %s %s %s -> %d in %.3fs", req.request_id, kind[0], req.method, req.path,
+        LOG.info("%s %s %s -> %d in %.3fs", kind[0], req.method, req.path,
                  resp.status, elapsed)
         if self.observe and kind[0] not in ("metrics", "health"):
             self.observe(kind[0], resp.status, elapsed)

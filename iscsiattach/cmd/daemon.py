@@ -19,7 +19,7 @@ from iscsiattach.api import auth as api_auth
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.api.wsgi import Auth
+from iscsiattach.api.wsgi import Auth, RequestIdFilter
 from iscsiattach.attachments.reconciler import run_periodically
 from iscsiattach.attachments.services import Services, build, lock_dir
 from iscsiattach.cmd import systemd
@@ -42,8 +42,11 @@ def load_config(argv: list[str]) -> cfg.ConfigOpts:
 def setup_logging(debug: bool) -> None:
     # journald adds the time; one line per record, never a secret (they are
     # Secret objects everywhere below and print as ***).
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(
+        "%(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
 
 
 def build_services(config: cfg.ConfigOpts, lock_wait=None) -> Services:

@@ -28,6 +28,7 @@ class Daemon:
         self.state, self.proc = state, None
         self.config = state.parent / "iscsiattach.conf"
         self.config.write_text(f"""[DEFAULT]
+debug = true
 state_path = {state}
 [api]
 listen = 127.0.0.1
@@ -124,7 +125,11 @@ def test_full_flow_over_http_with_a_real_login(daemon):
     node.delete()
     assert call("DELETE", f"/volumes/{vid}", token=tok)[0] == 202
     log = (daemon.state.parent / "daemon.log").read_text()
+    assert "DEBUG" in log, "the daemon should have run at debug level"
     assert info["auth_password"] not in log and tok not in log
+    # One line per operation, naming the request and both ids.
+    connect = [ln for ln in log.splitlines() if f"attachment {att} connected volume {vid}" in ln]
+    assert connect and "[req-" in connect[0]
 
 
 def test_requests_without_or_with_a_wrong_token_are_refused(daemon):

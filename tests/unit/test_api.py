@@ -206,3 +206,17 @@ def test_metrics_and_health_without_a_token(services, fake_target):
     scraped = anon.request("GET", "/metrics")
     assert scraped.status == 200 and "iscsiattach_lio_lock_wait_seconds" in scraped.body
     assert scraped.headers["Content-Type"].startswith("text/plain")
+
+
+def test_service_log_lines_carry_the_request_id(api, volume, caplog):
+    import logging
+    from iscsiattach.api.wsgi import RequestIdFilter
+    caplog.handler.addFilter(RequestIdFilter())
+    caplog.set_level(logging.INFO)
+    reply = api.post("/v3/attachments", {"attachment": {"volume_uuid": volume["id"],
+                                                        "connector": CONNECTOR}})
+    rid = reply.headers["x-openstack-request-id"]
+    lines = [r for r in caplog.records if "connected volume" in r.getMessage()]
+    assert lines and lines[0].request_id == rid
+    secret = reply.body["attachment"]["connection_info"]["auth_password"]
+    assert secret not in caplog.text
