@@ -21,6 +21,7 @@ from tests.functional.iscsi import Node, initiator_name, write_and_read_back
 PORT = 18776
 URL = f"http://127.0.0.1:{PORT}/v3"
 DAEMON = Path(sys.executable).with_name("iscsiattachd")
+SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "iscsiattach" / "iscsiattach.conf.sample"
 
 
 class Daemon:
@@ -45,7 +46,9 @@ interval = 3600
 
     def start(self) -> None:
         self.log = open(self.state.parent / "daemon.log", "a")
-        self.proc = subprocess.Popen([str(DAEMON), "--config-file", str(self.config)],
+        # The shipped sample first (all defaults), then this test's settings.
+        self.proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE),
+                                      "--config-file", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         end = time.monotonic() + 60
         while time.monotonic() < end:
@@ -192,3 +195,44 @@ def test_kill_9_during_a_burst_then_restart_state_and_lio_agree(daemon):
         assert svc.converger.drift(vol) == []
     assert [v for v in lio.list_exports() if v in vids] == []
     daemon.start()
+
+
+def test_every_devref_command_through_the_cli_with_a_real_login(daemon):
+    """The CLI as an operator runs it; the login uses the JSON it printed."""
+    env = {**os.environ, "ISCSIATTACH_URL": URL,
+           "ISCSIATTACH_TOKEN_FILE": str(daemon.state / "api-token")}
+    exe = str(Path(sys.executable).with_name("iscsiattach"))
+
+    def cli(*args, ok=True):
+        res = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert (res.returncode == 0) == ok, res.stderr
+        return res.stdout
+
+    vid = json.loads(cli("--format", "json", "volume-create", "1", "--name", "cli"))["id"]
+    assert "cli" in cli("volume-list") and vid in cli("volume-show", vid)
+    inst = str(uuid.uuid4())
+    reserved = json.loads(cli("--format", "json", "attachment-create", vid, inst))
+    assert reserved["status"] == "reserved"
+    att = reserved["id"]
+    table = cli("attachment-update", att, "--initiator", initiator_name(), "--ip", "127.0.0.1")
+    assert "| auth_password      | ***" in table
+    info = json.loads(cli("--format", "json", "--show-secrets", "attachment-show", att))
+    assert info["connection_info"] == {}            # the secret is served on connect only
+    info = json.loads(cli("--format", "json", "--show-secrets", "attachment-update", att,
+                          "--initiator", initiator_name()))["connection_info"]
+    node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
+    node.setup(info["auth_username"], info["auth_password"])
+    assert node.login().returncode == 0
+    assert write_and_read_back(node.device(), 1 << 20)
+    cli("attachment-complete", att)
+    assert "attached" in cli("attachment-list", "--volume-id", vid)
+    err = subprocess.run([exe, "volume-delete", vid], capture_output=True, text=True, env=env)
+    assert err.returncode == 1 and err.stderr.startswith("iscsiattach: error: ")
+    node.logout()
+    cli("attachment-delete", att)
+    assert node.login().returncode != 0
+    node.delete()
+    cli("volume-extend", vid, "2")
+    assert '"size": 2' in cli("--format", "json", "volume-show", vid)
+    cli("volume-delete", vid)
+    assert "ready" in cli("status")
