@@ -1,0 +1,1 @@
+"""The host side: os-brick login and device identity confirmation."""
