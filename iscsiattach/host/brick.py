@@ -1,0 +1,88 @@
+"""os-brick, the only module that imports it: connector, connect, disconnect.
+
+os-brick runs as root without sudo: root_helper is empty and its privileged
+calls run in this process (no privsep daemon, no sudo; NOTES item 11). Its
+locks live under the state directory. os-brick masks CHAP passwords in its
+own logs; it does pass them to iscsiadm on the command line, which is why the
+host side never runs with a password it did not get for this attachment.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from iscsiattach.exception import IscsiAttachError
+
+_READY: set[str] = set()
+
+
+class BrickError(IscsiAttachError):
+    """os-brick could not connect or disconnect."""
+
+
+def setup(lock_path: str) -> None:
+    """Configure os-brick once per process (lock path, in-process privsep)."""
+    if lock_path in _READY:
+        return
+    os.makedirs(lock_path, mode=0o700, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # eventlet's deprecation notice
+        import os_brick
+        from os_brick import privileged
+        from oslo_config import cfg
+    conf = cfg.ConfigOpts()
+    conf([], project="iscsiattach-host")
+    os_brick.setup(conf)
+    cfg.CONF.set_override("lock_path", lock_path, "oslo_concurrency")
+    privileged.default.set_client_mode(False)
+    privileged.brick_privsep_hide_output.set_client_mode(False)
+    _READY.add(lock_path)
+
+
+def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
+    from os_brick.initiator import connector
+    props = connector.get_connector_properties("", my_ip or "127.0.0.1", multipath,
+                                               enforce_multipath=False)
+    if not props.get("initiator"):
+        raise BrickError("this host has no iSCSI initiator name "
+                         "(/etc/iscsi/initiatorname.iscsi); install open-iscsi")
+    return props
+
+
+def _iscsi(multipath: bool, scan_attempts: int = 5):
+    from os_brick.initiator import connector
+    return connector.InitiatorConnector.factory("ISCSI", root_helper="",
+                                                use_multipath=multipath,
+                                                device_scan_attempts=scan_attempts)
+
+
+def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:
+    try:
+        device = _iscsi(multipath).connect_volume(dict(connection_info))
+    except Exception as exc:        # os-brick raises many types; one line for ours
+        raise BrickError(f"os-brick could not connect: {_why(exc, connection_info)}") from None
+    if not device or not device.get("path"):
+        raise BrickError("os-brick connected but reported no device path")
+    return device
+
+
+def disconnect(connection_info: dict[str, Any], device: dict[str, Any], multipath: bool,
+               force: bool = False) -> None:
+    try:
+        _iscsi(multipath).disconnect_volume(dict(connection_info), dict(device), force=force,
+                                            ignore_errors=force)
+    except Exception as exc:
+        raise BrickError(f"os-brick could not disconnect: {_why(exc, connection_info)}") from None
+
+
+def _why(exc: Exception, connection_info: dict[str, Any]) -> str:
+    """First line of os-brick's error, with any CHAP secret cut out: an
+    iscsiadm failure can quote the command line that carried it."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0] if text else ''}"
+    for key in ("auth_password", "discovery_auth_password"):
+        secret = connection_info.get(key)
+        if secret:
+            line = line.replace(str(secret), "***")
+    return line

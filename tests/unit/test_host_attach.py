@@ -1,0 +1,135 @@
+"""Host-side attach/detach orchestration against fakes of the API and os-brick."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from iscsiattach.exception import Conflict, IscsiAttachError
+from iscsiattach.host.attach import HostSide, StepFailed
+from iscsiattach.host.confirm import Confirmed, DeviceMismatch
+
+VID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+INFO = {"driver_volume_type": "iscsi", "target_iqn": "iqn.2010-10.org.openstack:volume-" + VID,
+        "target_portal": "127.0.0.1:3260", "target_lun": 0, "auth_method": "CHAP",
+        "auth_username": "u", "auth_password": "the-secret-0123", "volume_id": VID}
+
+
+class FakeApi:
+    def __init__(self, fail=None):
+        self.calls, self.fail = [], fail
+
+    def _do(self, name, *args):
+        self.calls.append((name, *args))
+        if self.fail == name:
+            raise IscsiAttachError(f"{name} refused (HTTP 500)")
+
+    def attachment_create(self, volume_id, instance, connector, mode):
+        self._do("create", volume_id, connector["initiator"], mode)
+        return {"id": "att-1", "connection_info": dict(INFO)}
+
+    def attachment_complete(self, att):
+        self._do("complete", att)
+
+    def attachment_delete(self, att):
+        self._do("delete", att)
+
+    def attachment_list(self, volume_id):
+        return []
+
+    def volume_size_gib(self, volume_id):
+        self._do("size", volume_id)
+        return 1
+
+
+class FakeBrick:
+    def __init__(self, fail=None):
+        self.calls, self.fail = [], fail
+
+    def connector_properties(self, my_ip, multipath):
+        return {"initiator": "iqn.2004-10.com.example:me", "ip": my_ip or "127.0.0.1",
+                "host": "me", "multipath": multipath, "platform": "x86_64", "os_type": "linux2"}
+
+    def connect(self, info, multipath):
+        self.calls.append(("connect", info["target_iqn"]))
+        if self.fail == "connect":
+            raise IscsiAttachError("os-brick could not connect: timeout")
+        return {"type": "block", "path": "/dev/disk/by-path/fake"}
+
+    def disconnect(self, info, device, multipath, force=False):
+        self.calls.append(("disconnect", force))
+
+
+def ok_confirm(path, want):
+    return Confirmed("/dev/sdq", want.volume_id, "naa.x", want.size_bytes, want.read_only)
+
+
+def bad_confirm(path, want):
+    raise DeviceMismatch("/dev/sdq has unit serial 'other', not volume " + want.volume_id)
+
+
+def host(tmp_path, api, brick, confirm=ok_confirm, in_use=lambda dev: None):
+    return HostSide(api, brick, str(tmp_path), confirm=confirm, in_use=in_use)
+
+
+def test_attach_runs_every_step_and_records_without_the_secret(tmp_path):
+    api, brick = FakeApi(), FakeBrick()
+    got = host(tmp_path, api, brick).attach(VID, mode="ro")
+    assert (got.attachment_id, got.device, got.mode) == ("att-1", "/dev/sdq", "ro")
+    assert [c[0] for c in api.calls] == ["create", "size", "complete"]
+    assert api.calls[0][2] == "iqn.2004-10.com.example:me"
+    record = tmp_path / "attachments" / "att-1.json"
+    assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
+    assert "the-secret" not in record.read_text()
+    assert json.loads(record.read_text())["connection_info"]["target_lun"] == 0
+
+
+@pytest.mark.parametrize("api_fail,brick_fail,confirm,step,disconnected", [
+    (None, "connect", ok_confirm, "connect", False),
+    ("size", None, ok_confirm, "volume size", True),
+    (None, None, bad_confirm, "confirm device", True),
+    ("complete", None, ok_confirm, "attachment complete", True),
+])
+def test_each_failing_step_rolls_back(tmp_path, api_fail, brick_fail, confirm, step,
+                                     disconnected):
+    api, brick = FakeApi(api_fail), FakeBrick(brick_fail)
+    with pytest.raises(StepFailed, match=f"^{step} failed"):
+        host(tmp_path, api, brick, confirm).attach(VID)
+    assert ("delete", "att-1") in api.calls
+    assert (("disconnect", True) in brick.calls) == disconnected
+    assert not list((tmp_path / "attachments").glob("*.json"))
+
+
+def test_create_failure_needs_no_rollback(tmp_path):
+    api, brick = FakeApi("create"), FakeBrick()
+    with pytest.raises(StepFailed, match="attachment create failed"):
+        host(tmp_path, api, brick).attach(VID)
+    assert brick.calls == [] and [c[0] for c in api.calls] == ["create"]
+
+
+def test_detach_by_volume_or_attachment_and_repeat(tmp_path):
+    api, brick = FakeApi(), FakeBrick()
+    side = host(tmp_path, api, brick)
+    side.attach(VID)
+    assert side.detach(VID) == ["att-1"]
+    assert ("disconnect", False) in brick.calls and ("delete", "att-1") in api.calls
+    assert side.detach(VID) == []          # nothing left: safe to repeat
+
+
+def test_detach_refuses_a_busy_device_unless_forced(tmp_path):
+    api, brick = FakeApi(), FakeBrick()
+    side = host(tmp_path, api, brick, in_use=lambda dev: "mounted at /mnt/data")
+    side.attach(VID)
+    with pytest.raises(Conflict, match="mounted at /mnt/data"):
+        side.detach("att-1")
+    assert ("delete", "att-1") not in api.calls
+    assert side.detach("att-1", force=True) == ["att-1"]
+    assert ("disconnect", True) in brick.calls
+
+
+def test_brick_errors_never_quote_the_secret():
+    from iscsiattach.host.brick import _why
+    exc = RuntimeError("Unexpected error: iscsiadm -n node.session.auth.password -v the-secret-0123")
+    assert "the-secret" not in _why(exc, INFO) and "***" in _why(exc, INFO)
