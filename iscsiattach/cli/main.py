@@ -18,7 +18,7 @@ import socket
 import sys
 from typing import Any
 
-from iscsiattach.cli import output
+from iscsiattach.cli import host, output
 from iscsiattach.cli.client import DEFAULT_URL, Client, CliError, fault_message, load_token
 
 API_VERSION = "3.54"
@@ -114,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("volume_id", metavar="<volume-id>")
     sub.add_parser("volume-list", help="list volumes")
     sub.add_parser("status", help="the daemon's health: ready, last reconcile, counts")
+    host.add_commands(sub)
     p = sub.add_parser("volume-extend", help="grow a volume")
     p.add_argument("volume_id", metavar="<volume-id>")
     p.add_argument("new_size", type=int, metavar="<new-size>", help="new size in GiB")
@@ -129,6 +130,8 @@ def run(args: argparse.Namespace, client: Client) -> str:
 
     fmt, secrets = args.format, args.show_secrets
     cmd = args.command
+    if cmd in ("attach", "detach"):
+        return host.run(args, client)
     if cmd == "attachment-create":
         body: dict[str, Any] = {"volume_uuid": args.volume_id, "instance_uuid": args.instance_uuid}
         if args.connect:

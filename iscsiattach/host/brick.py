@@ -31,10 +31,12 @@ def setup(lock_path: str) -> None:
         import os_brick
         from os_brick import privileged
         from oslo_config import cfg
-    conf = cfg.ConfigOpts()
-    conf([], project="iscsiattach-host")
-    os_brick.setup(conf)
+    from oslo_concurrency import lockutils  # noqa: F401 - registers [oslo_concurrency]
+    # os-brick reads its options from the global CONF; lock_path first, since
+    # setup() copies it into os-brick's own group.
+    cfg.CONF([], project="iscsiattach-host")
     cfg.CONF.set_override("lock_path", lock_path, "oslo_concurrency")
+    os_brick.setup(cfg.CONF)
     privileged.default.set_client_mode(False)
     privileged.brick_privsep_hide_output.set_client_mode(False)
     _READY.add(lock_path)

@@ -236,3 +236,37 @@ def test_every_devref_command_through_the_cli_with_a_real_login(daemon):
     assert '"size": 2' in cli("--format", "json", "volume-show", vid)
     cli("volume-delete", vid)
     assert "ready" in cli("status")
+
+
+def test_host_attach_write_detach_attach_read_back(daemon, tmp_path):
+    """iscsiattach attach / detach through os-brick, the device confirmed."""
+    env = {**os.environ, "ISCSIATTACH_URL": URL,
+           "ISCSIATTACH_TOKEN_FILE": str(daemon.state / "api-token"),
+           "ISCSIATTACH_HOST_STATE": str(tmp_path / "host")}
+    exe = str(Path(sys.executable).with_name("iscsiattach"))
+
+    def cli(*args):
+        res = subprocess.run([exe, "--format", "json", *args], capture_output=True, text=True,
+                             env=env, timeout=600)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout) if res.stdout.strip() else None
+
+    vid = cli("volume-create", "1")["id"]
+    first = cli("attach", vid)
+    dev = first["device"]
+    assert first["serial"] == vid and dev.startswith("/dev/sd")
+    payload = os.urandom(1 << 20)
+    fd = os.open(dev, os.O_WRONLY)
+    os.pwrite(fd, payload, 4096)
+    os.fsync(fd)
+    os.close(fd)
+    assert cli("detach", vid)["detached"] == [first["attachment_id"]]
+    assert cli("attach-list" if False else "attachment-list", "--volume-id", vid) == []
+    second = cli("attach", vid, "--mode", "ro")
+    fd = os.open(second["device"], os.O_RDONLY | os.O_DIRECT)
+    buf = __import__("mmap").mmap(-1, 1 << 20)
+    os.preadv(fd, [buf], 4096)
+    os.close(fd)
+    assert bytes(buf) == payload
+    cli("detach", second["attachment_id"])
+    cli("volume-delete", vid)

@@ -1,0 +1,80 @@
+"""`iscsiattach attach` / `detach`: the host side, over the daemon's API."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from iscsiattach.cli import output
+from iscsiattach.cli.client import Client, CliError, fault_message
+from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
+
+DEFAULT_STATE = "/var/lib/iscsiattach-host"
+
+
+class ApiAdapter:
+    """The daemon's API as the host side needs it; HTTP errors become ours."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _ok(self, call: tuple[int, Any], *good: int) -> Any:
+        status, body = call
+        if status in good:
+            return body
+        cls = {404: NotFound, 409: Conflict}.get(status, IscsiAttachError)
+        raise cls(fault_message(status, body))
+
+    def attachment_create(self, volume_id, instance, connector, mode) -> dict:
+        body = {"volume_uuid": volume_id, "instance_uuid": instance, "connector": connector,
+                "mode": mode}
+        return self._ok(self.client.call("POST", "/attachments", {"attachment": body}),
+                        200)["attachment"]
+
+    def attachment_complete(self, attachment_id) -> None:
+        self._ok(self.client.call("POST", f"/attachments/{attachment_id}/action",
+                                  {"os-complete": None}), 204)
+
+    def attachment_delete(self, attachment_id) -> None:
+        self._ok(self.client.call("DELETE", f"/attachments/{attachment_id}"), 200)
+
+    def attachment_list(self, volume_id) -> list[dict]:
+        return self._ok(self.client.call("GET", f"/attachments?volume_id={volume_id}"),
+                        200)["attachments"]
+
+    def volume_size_gib(self, volume_id) -> int:
+        return self._ok(self.client.call("GET", f"/volumes/{volume_id}"), 200)["volume"]["size"]
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("attach", help="attach a volume to this host (os-brick), confirm "
+                                      "the device, print its path")
+    p.add_argument("volume_id", metavar="<volume-id>")
+    p.add_argument("--instance", help="instance UUID to record (default: a new one)")
+    p.add_argument("--mode", choices=["rw", "ro"], default="rw")
+    p.add_argument("--multipath", action="store_true")
+    p.add_argument("--my-ip", help="this host's storage address for the connector")
+    p = sub.add_parser("detach", help="flush, disconnect and delete the attachment")
+    p.add_argument("ident", metavar="<attachment-id|volume-id>")
+    p.add_argument("--force", action="store_true",
+                   help="detach even if the device is mounted or open")
+
+
+def run(args: argparse.Namespace, client: Client) -> str:
+    from iscsiattach.host import brick
+    from iscsiattach.host.attach import HostSide
+    state = os.environ.get("ISCSIATTACH_HOST_STATE", DEFAULT_STATE)
+    brick.setup(os.path.join(state, "locks"))
+    side = HostSide(ApiAdapter(client), brick, state,
+                    progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
+    try:
+        if args.command == "attach":
+            got = side.attach(args.volume_id, args.instance, args.mode, args.multipath,
+                              args.my_ip)
+            return output.show_object(dataclasses.asdict(got), args.format)
+        done = side.detach(args.ident, args.force)
+        return output.show_object({"detached": done}, args.format) if done else ""
+    except IscsiAttachError as exc:
+        raise CliError(str(exc)) from None
