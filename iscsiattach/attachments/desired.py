@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from iscsiattach import faults
 from iscsiattach.attachments.state import CONNECTED
 from iscsiattach.exception import Conflict
 from iscsiattach.store import Attachment, Store, Volume
@@ -77,11 +78,15 @@ class Converger:
         for initiator in sorted(set(state.acls) - wanted if state else ()):
             LOG.info("volume %s: removing ACL of %s", volume.id, initiator)
             self.target.deauthorize(volume.id, initiator)
+            faults.point("converge.after_deauthorize")
         if want.spec is None:
             if self.target.unexport(volume.id):
                 LOG.info("volume %s: export removed (no connected attachment)", volume.id)
+                faults.point("converge.after_unexport")
             return None
         info = self.target.export(want.spec)
+        faults.point("converge.after_export")
         for grant in want.grants:
             self.target.authorize(volume.id, grant)
+            faults.point("converge.after_authorize")
         return info

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
+from iscsiattach import faults
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
@@ -92,7 +93,9 @@ class Reconciler:
             report.drift_found += len(drift)
             for d in drift:
                 LOG.warning("reconcile: %s", d)
+            faults.point("reconcile.before_repair")
             self.converger.converge(vol)
+            faults.point("reconcile.after_repair")
             report.volumes_repaired += 1
         settled = self.store.settle_volume(vol.id, st.ATTACHABLE, st.volume_status_for)
         if settled:
@@ -124,6 +127,8 @@ class Reconciler:
             self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=size)
             self.store.settle_volume(vol.id, [st.EXTENDING], st.volume_status_for)
             report.interrupted_resolved += 1
+        if vol.status in (st.CREATING, st.EXTENDING):
+            faults.point("reconcile.after_interrupted")
         return self.store.volume(vol.id)
 
     def _remove_orphans(self, known: set[str], report: Report) -> None:
@@ -137,6 +142,7 @@ class Reconciler:
                 except NotFound:
                     pass
                 LOG.warning("reconcile: removing orphan export of unknown volume %s", volume_id)
+                faults.point("reconcile.before_orphan_removal")
                 self.converger.target.unexport(volume_id)
                 report.orphans_removed += 1
 

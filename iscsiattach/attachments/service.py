@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Any
 
+from iscsiattach import faults
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.connection import (Connector, connection_info, new_chap,
                                                 validate_mode)
@@ -76,9 +77,11 @@ class AttachmentService:
         new_status = st.volume_status_for([a.status for a in live] + [st.A_RESERVED])
         if not self.store.cas_volume(volume_id, [vol.status], status=new_status):
             raise Conflict(f"volume {volume_id} changed while reserving it; retry")
+        faults.point("reserve.after_volume_status")
         att = self.store.add_attachment(id=att_id, volume_id=volume_id,
                                         instance_uuid=instance_uuid, status=st.A_RESERVED,
                                         attach_mode=mode)
+        faults.point("reserve.after_attachment")
         LOG.info("attachment %s reserved volume %s", att_id, volume_id)
         return att
 
@@ -108,7 +111,9 @@ class AttachmentService:
                 connector=conn.raw, initiator=conn.initiator, host=conn.host,
                 attach_mode=mode, chap_userid=chap.userid, chap_secret=chap.password):
             raise Conflict(f"attachment {att.id} changed while connecting it; retry")
+        faults.point("connect.after_intent")
         self._settle_volume(vol.id)
+        faults.point("connect.after_volume_status")
         try:
             export = self.converger.converge(self.store.volume(vol.id))
         except Exception as exc:
@@ -118,6 +123,7 @@ class AttachmentService:
             else:
                 self._fail_connect(att.id, vol.id, exc)
             raise
+        faults.point("connect.after_converge")
         att = self.store.attachment(att.id)
         LOG.info("attachment %s connected volume %s to %s", att.id, vol.id, conn.initiator)
         return att, connection_info(export, chap, attachment_id=att.id,
@@ -176,6 +182,7 @@ class AttachmentService:
                     att.id, [st.A_ATTACHING], status=st.A_ATTACHED, attached_at=utcnow()):
                 raise Conflict(f"attachment {att.id} is {att.status}; only a connected "
                                "attachment can be completed")
+            faults.point("complete.after_attachment")
             self._settle_volume(att.volume_id)      # also after a crash, on the retry
             LOG.info("attachment %s of volume %s completed", att.id, att.volume_id)
             return self.store.attachment(att.id)
@@ -194,14 +201,17 @@ class AttachmentService:
             if att.status != st.A_DETACHED and not self.store.cas_attachment(
                     att.id, [att.status], status=st.A_DETACHED, detached_at=utcnow()):
                 raise Conflict(f"attachment {att.id} changed while deleting it; retry")
+            faults.point("delete.after_attachment")
             vol = self.store.volume(att.volume_id)
             self.store.cas_volume(vol.id, st.ATTACHABLE, status=st.DETACHING)
+            faults.point("delete.after_volume_status")
             try:
                 self.converger.converge(vol)
             except Exception:
                 self.store.cas_attachment(att.id, [st.A_DETACHED], status=st.A_ERROR_DETACHING)
                 self._settle_volume(vol.id)
                 raise
+            faults.point("delete.after_converge")
             self._settle_volume(vol.id)
             LOG.info("attachment %s of volume %s deleted", att.id, vol.id)
 

@@ -34,6 +34,7 @@ from rtslib_fb import (BlockStorageObject, FabricModule, FileIOStorageObject,
                        LUN, MappedLUN, NetworkPortal, NodeACL, Target, TPG)
 from rtslib_fb.utils import RTSLibError
 
+from iscsiattach import faults
 from iscsiattach.exception import (IscsiAttachError, InvalidInput, NotFound,
                                    TargetError, TargetUnavailable)
 from iscsiattach.secret import Secret
@@ -203,11 +204,13 @@ class LioBackend(TargetBackend):
         target = Target(self._fm(), self.target_iqn(spec.volume_id), mode="any")
         tpg = TPG(target, TPG_TAG, mode="any")
         so, kept = self._converge_storage_object(spec, tpg)
+        faults.point("lio.export.after_storage_object")
         # Closed before it is enabled: never a moment with open access.
         self._secure_tpg(tpg)
         self._converge_portals(tpg, spec.portals)
         self._converge_lun0(tpg, so, kept)
         if not tpg.enable:
+            faults.point("lio.export.before_enable")
             tpg.enable = True
 
     def unexport(self, volume_id: str) -> bool:
@@ -223,6 +226,7 @@ class LioBackend(TargetBackend):
             # Disables the TPG first, which drops the sessions.
             Target(self._fm(), path.name, mode="lookup").delete()
             removed = True
+            faults.point("lio.unexport.after_target")
         so = self._storage_object(volume_id)
         if so is not None:
             self._delete_storage_object(so)
@@ -238,6 +242,7 @@ class LioBackend(TargetBackend):
             # Mapping first: an ACL without CHAP admits nobody yet, and new
             # mappings start write-protected (prod_mode_write_protect=1).
             self._converge_mapping(acl, grant.read_only)
+            faults.point("lio.authorize.after_mapping")
             self._converge_chap(acl, grant.chap)
             self._require_acl_auth(acl)
 
