@@ -1,0 +1,97 @@
+"""Shared helpers: timing, percentiles, the scratch filesystem, results."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+WORK = Path("/tmp/iscsiattach-bench")          # guest tmpfs (outside: nothing)
+# Our daemon's prefix and one prefix per baseline: each cleans only its own.
+PREFIX_OURS = "iqn.2010-10.org.iscsiattach.bench:"
+PREFIX_RTS = "iqn.2010-10.org.iscsiattach.bench-rtslib:"
+PREFIX_TCLI = "iqn.2010-10.org.iscsiattach.bench-targetcli:"
+PREFIX_CTL = "iqn.2010-10.org.iscsiattach.bench-targetctl:"
+PREFIX_FILL = "iqn.2010-10.org.iscsiattach.bench-fill:"
+BASELINE_INITIATOR = "iqn.1994-05.com.example:bench-baseline"
+
+
+def throwaway_secret() -> str:
+    """CHAP secret for baseline objects only (targetcli puts it on argv)."""
+    return "tw" + secrets.token_hex(8)
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    """p50/p95/min/max in milliseconds, and the sample count."""
+    if not times:
+        return {"n": 0}
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"n": len(times), "p50_ms": round(statistics.median(ordered) * 1e3, 1),
+            "p95_ms": round(p95 * 1e3, 1), "min_ms": round(ordered[0] * 1e3, 1),
+            "max_ms": round(ordered[-1] * 1e3, 1),
+            "mean_ms": round(statistics.fmean(ordered) * 1e3, 1)}
+
+
+def timed(fn: Callable, *args, **kwargs) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    return subprocess.run(argv, **kwargs)
+
+
+@contextmanager
+def scratch_fs(size_gib: int = 16) -> Iterator[Path]:
+    """ext4 on a loop device: fileio with direct I/O needs it (not tmpfs)."""
+    WORK.mkdir(parents=True, exist_ok=True, mode=0o700)
+    image, mnt = WORK / "scratch.ext4", WORK / "mnt"
+    mnt.mkdir(exist_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(size_gib << 30)
+    run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1", str(image)], check=True)
+    run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        run(["umount", "-l", str(mnt)])
+        image.unlink(missing_ok=True)
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+class Results:
+    """One JSON document, rewritten after every section (a cut run keeps
+    what finished)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path, self.data = path, {"meta": meta, "sections": {}}
+        self.flush()
+
+    def put(self, section: str, key: str, value: Any) -> None:
+        self.data["sections"].setdefault(section, {})[key] = value
+        self.flush()
+
+    def flush(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)

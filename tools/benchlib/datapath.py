@@ -1,0 +1,39 @@
+"""Item 5: fio through the attached device vs the raw backing, and vs the
+same LUN made by targetcli with its defaults (buffered fileio)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+JOBS = {"seq_read_1m": ("read", "1M"), "seq_write_1m": ("write", "1M"),
+        "rand_read_4k": ("randread", "4k"), "rand_write_4k": ("randwrite", "4k")}
+ORDER = ("seq_write_1m", "seq_read_1m", "rand_write_4k", "rand_read_4k")
+
+
+def fio(target: str, job: str, runtime: int, size: str) -> dict[str, Any]:
+    rw, bs = JOBS[job]
+    argv = ["fio", "--name", job, "--filename", target, "--rw", rw, "--bs", bs,
+            "--iodepth", "32", "--ioengine", "libaio", "--direct", "1", "--size", size,
+            "--runtime", str(runtime), "--time_based", "--ramp_time", "1",
+            "--output-format", "json"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=runtime * 10 + 120)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip()[-300:]}
+    data = json.loads(res.stdout[res.stdout.index("{"):])["jobs"][0]
+    side = data["read"] if "read" in rw else data["write"]
+    return {"iops": round(side["iops"], 1), "mib_s": round(side["bw_bytes"] / 2**20, 2),
+            "clat_p50_us": round(side["clat_ns"]["percentile"].get("50.000000", 0) / 1e3, 1),
+            "clat_p99_us": round(side["clat_ns"]["percentile"].get("99.000000", 0) / 1e3, 1)}
+
+
+def fill(target: str, size: str) -> None:
+    """Write the region once so reads are not of holes."""
+    subprocess.run(["fio", "--name", "fill", "--filename", target, "--rw", "write", "--bs",
+                    "1M", "--iodepth", "16", "--ioengine", "libaio", "--direct", "1",
+                    "--size", size], capture_output=True, check=True, timeout=1800)
+
+
+def suite(target: str, runtime: int, size: str) -> dict[str, Any]:
+    fill(target, size)
+    return {job: fio(target, job, runtime, size) for job in ORDER}

@@ -1,0 +1,302 @@
+"""Item 3: a host gets its device. ``iscsiattach attach`` (in-process, phases
+timed, and as the CLI a user runs) against the floor: a bare iscsiadm
+login to an already prepared target until its by-path link appears.
+
+Instrumentation records where os-brick spends its time: each subprocess
+(program and iscsiadm mode/operation/setting name, never a value) and each
+time.sleep with the line that asked for it.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchlib.common import summary
+
+SECRET_KEYS = ("auth_password", "discovery_auth_password")
+
+
+# -- the floor: iscsiadm by hand ------------------------------------------------
+def _iscsiadm(*args: str, check: bool = True) -> None:
+    res = subprocess.run(["iscsiadm", *args], capture_output=True, text=True, timeout=120)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"iscsiadm {' '.join(args[:4])}: {res.stderr.strip()[:200]}")
+
+
+def _node(iqn: str, portal: str, *args: str, check: bool = True) -> None:
+    _iscsiadm("-m", "node", "-T", iqn, "-p", portal, *args, check=check)
+
+
+def _record(iqn: str, portal: str) -> Path:
+    hits = glob.glob(f"/etc/iscsi/nodes/{glob.escape(iqn)}/{glob.escape(portal)}*")
+    path = Path(hits[0])
+    return path / "default" if path.is_dir() else path
+
+
+def _node_setup(iqn: str, portal: str, user: str, secret: str) -> None:
+    _node(iqn, portal, "-o", "new")
+    for key, value in (("node.session.auth.authmethod", "CHAP"),
+                       ("node.session.auth.username", user)):
+        _node(iqn, portal, "-o", "update", "-n", key, "-v", value)
+    # The secret goes into the 0600 node record, never on argv.
+    rec = _record(iqn, portal)
+    lines = [ln for ln in rec.read_text().splitlines()
+             if not ln.startswith("node.session.auth.password")]
+    lines.append(f"node.session.auth.password = {secret}")
+    tmp = rec.with_name(rec.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, rec)
+
+
+def _wait(predicate, timeout: float = 60.0, step: float = 0.005):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(step)
+    raise RuntimeError("timed out waiting")
+
+
+def _sysfs_block(iqn: str) -> str | None:
+    for sess in glob.glob("/sys/class/iscsi_session/session*"):
+        try:
+            if Path(sess, "targetname").read_text().strip() != iqn:
+                continue
+        except OSError:
+            continue
+        blocks = glob.glob(f"{sess}/device/target*/*:0/block/*")
+        if blocks:
+            return "/dev/" + os.path.basename(blocks[0])
+    return None
+
+
+def floor_attach(info: dict[str, Any]) -> tuple[dict[str, float], str]:
+    iqn, portal = info["target_iqn"], info["target_portal"]
+    marks = {"start": time.perf_counter()}
+    _node_setup(iqn, portal, info["auth_username"], info["auth_password"])
+    marks["node_setup"] = time.perf_counter()
+    _node(iqn, portal, "--login")
+    marks["login"] = time.perf_counter()
+    dev = _wait(lambda: _sysfs_block(iqn))
+    marks["sysfs_device"] = time.perf_counter()
+    link = f"/dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-0"
+    _wait(lambda: os.path.exists(link))
+    marks["udev_by_path"] = time.perf_counter()
+    return _phases(marks), dev
+
+
+def floor_detach(info: dict[str, Any], dev: str) -> dict[str, float]:
+    iqn, portal = info["target_iqn"], info["target_portal"]
+    marks = {"start": time.perf_counter()}
+    _node(iqn, portal, "--logout")
+    marks["logout"] = time.perf_counter()
+    _wait(lambda: not os.path.exists(dev))
+    marks["device_gone"] = time.perf_counter()
+    _node(iqn, portal, "-o", "delete")
+    marks["node_delete"] = time.perf_counter()
+    return _phases(marks)
+
+
+def _phases(marks: dict[str, float]) -> dict[str, float]:
+    keys = list(marks)
+    out = {k: marks[k] - marks[p] for p, k in zip(keys, keys[1:])}
+    out["total"] = marks[keys[-1]] - marks[keys[0]]
+    return out
+
+
+# -- os-brick instrumentation ---------------------------------------------------
+class Recorder:
+    def __init__(self) -> None:
+        self.execs: list[tuple[str, float]] = []
+        self.sleeps: list[tuple[str, float]] = []
+
+    def totals(self) -> dict[str, Any]:
+        return {"subprocesses": len(self.execs),
+                "subprocess_s": sum(d for _, d in self.execs),
+                "sleeps": len(self.sleeps), "sleep_s": sum(d for _, d in self.sleeps),
+                "sleep_sites": sorted({site for site, _ in self.sleeps}),
+                "commands": [label for label, _ in self.execs]}
+
+
+def _label(cmd: tuple) -> str:
+    """Program and iscsiadm's mode/op/setting name; never an option value."""
+    words = [os.path.basename(str(cmd[0]))] if cmd else []
+    for i, word in enumerate(cmd):
+        if word in ("-m", "--op", "-o", "-n") and i + 1 < len(cmd):
+            words.append(f"{word} {cmd[i + 1]}")
+        elif word in ("--login", "--logout", "--rescan", "-R", "--interface"):
+            words.append(word)
+    return " ".join(words)
+
+
+@contextlib.contextmanager
+def instrumented(rec: Recorder) -> Iterator[None]:
+    from oslo_concurrency import processutils
+    real_exec, real_sleep = processutils.execute, time.sleep
+
+    def execute(*cmd, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_exec(*cmd, **kwargs)
+        finally:
+            rec.execs.append((_label(cmd), time.perf_counter() - t0))
+
+    def sleep(seconds):
+        frame = sys._getframe(1)
+        site = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+        t0 = time.perf_counter()
+        real_sleep(seconds)
+        if "os_brick" in frame.f_code.co_filename or "processutils" in frame.f_code.co_filename:
+            rec.sleeps.append((site, time.perf_counter() - t0))
+    processutils.execute, time.sleep = execute, sleep
+    try:
+        yield
+    finally:
+        processutils.execute, time.sleep = real_exec, real_sleep
+
+
+# -- the proposed fix, applied in-process for the "fixed" variant -------------------
+@contextlib.contextmanager
+def udev_link_wait(timeout: float = 10.0, step: float = 0.01) -> Iterator[None]:
+    """Before os-brick's first look for /dev/disk/by-id/scsi-<wwid>, wait
+    for udev to create it (polling every 10 ms) instead of its fixed
+    1 s sleep after a miss. The patch proposed for iscsiattach/host/brick.py."""
+    from os_brick.initiator import linuxscsi
+    original = linuxscsi.LinuxSCSI.get_sysfs_wwn
+
+    def get_sysfs_wwn(self, device_names, mpath=None):
+        wwid = self.get_sysfs_wwid(device_names)
+        link = f"/dev/disk/by-id/scsi-{wwid}"
+        end = time.monotonic() + timeout
+        while wwid and not mpath and not os.path.exists(link) and time.monotonic() < end:
+            time.sleep(step)
+        return original(self, device_names, mpath)
+    linuxscsi.LinuxSCSI.get_sysfs_wwn = get_sysfs_wwn
+    try:
+        yield
+    finally:
+        linuxscsi.LinuxSCSI.get_sysfs_wwn = original
+
+
+class TimedBrick:
+    """iscsiattach.host.brick with each call timed and os-brick instrumented."""
+
+    def __init__(self, brick, phases: dict[str, Any]) -> None:
+        self.brick, self.phases = brick, phases
+
+    def _run(self, name: str, fn, *args):
+        rec = Recorder()
+        t0 = time.perf_counter()
+        with instrumented(rec):
+            out = fn(*args)
+        self.phases[name] = time.perf_counter() - t0
+        self.phases[f"{name}_detail"] = rec.totals()
+        return out
+
+    def connector_properties(self, my_ip, multipath):
+        return self._run("os_brick_connector", self.brick.connector_properties, my_ip, multipath)
+
+    def connect(self, info, multipath):
+        return self._run("os_brick_connect", self.brick.connect, info, multipath)
+
+    def disconnect(self, info, device, multipath, force=False):
+        return self._run("os_brick_disconnect", self.brick.disconnect, info, device, multipath,
+                         force)
+
+
+class TimedApi:
+    def __init__(self, api, phases: dict[str, Any]) -> None:
+        self.api, self.phases = api, phases
+
+    def __getattr__(self, name: str):
+        fn = getattr(self.api, name)
+
+        def call(*args):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.phases[f"api_{name}"] = time.perf_counter() - t0
+        return call
+
+
+def host_side(url: str, token: str, state_dir: str, phases: dict[str, Any]):
+    from iscsiattach.cli.client import Client
+    from iscsiattach.cli.host import ApiAdapter
+    from iscsiattach.host import brick, confirm as confirm_mod
+    from iscsiattach.host.attach import HostSide
+    brick.setup(os.path.join(state_dir, "locks"))
+
+    def confirm(*args):
+        t0 = time.perf_counter()
+        try:
+            return confirm_mod.confirm(*args)
+        finally:
+            phases["confirm"] = time.perf_counter() - t0
+    return HostSide(TimedApi(ApiAdapter(Client(url, token, "3.54")), phases),
+                    TimedBrick(brick, phases), state_dir, confirm=confirm)
+
+
+def attach_detach(url: str, token: str, state_dir: str, volume_id: str) -> dict[str, Any]:
+    phases: dict[str, Any] = {}
+    side = host_side(url, token, state_dir, phases)
+    t0 = time.perf_counter()
+    got = side.attach(volume_id)
+    attach = {**phases, "total": time.perf_counter() - t0}
+    phases.clear()
+    t0 = time.perf_counter()
+    side.detach(got.attachment_id)
+    detach = {**phases, "total": time.perf_counter() - t0}
+    return {"attach": attach, "detach": detach}
+
+
+def cli_attach_detach(env: dict[str, str], volume_id: str) -> dict[str, float]:
+    exe = str(Path(sys.executable).with_name("iscsiattach"))
+    t0 = time.perf_counter()
+    res = subprocess.run([exe, "--format", "json", "attach", volume_id], capture_output=True,
+                         text=True, env=env, timeout=900)
+    t1 = time.perf_counter()
+    if res.returncode != 0:
+        raise RuntimeError(f"iscsiattach attach: {res.stderr.strip()[-300:]}")
+    import json
+    att = json.loads(res.stdout)["attachment_id"]
+    res = subprocess.run([exe, "--format", "json", "detach", att], capture_output=True,
+                         text=True, env=env, timeout=900)
+    t2 = time.perf_counter()
+    if res.returncode != 0:
+        raise RuntimeError(f"iscsiattach detach: {res.stderr.strip()[-300:]}")
+    return {"attach": t1 - t0, "detach": t2 - t1}
+
+
+def python_startup(env: dict[str, str]) -> dict[str, float]:
+    """What the CLI pays before any work: interpreter + imports (os-brick)."""
+    out = {}
+    for name, code in (("python", "pass"),
+                       ("import_os_brick", "import os_brick.initiator.connector")):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        out[name] = time.perf_counter() - t0
+    return out
+
+
+def summarize_phases(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50 per phase (seconds) over runs; details of the last run kept."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, float)] if runs else []
+    out = {k: summary([r[k] for r in runs if k in r]) for k in keys}
+    details = {k: v for k, v in runs[-1].items() if k.endswith("_detail")} if runs else {}
+    for k in list(details):
+        sub = [r[k] for r in runs if k in r]
+        details[k] = {**details[k],
+                      "subprocess_s_p50": summary([d["subprocess_s"] for d in sub]),
+                      "sleep_s_p50": summary([d["sleep_s"] for d in sub])}
+    return {"phases": out, "details": details}

@@ -1,0 +1,105 @@
+"""PNG plots for docs/performance.md (matplotlib, small files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {"iscsiattachd (REST)": "o-", "rtslib + save_to_file (Cinder way)": "s--",
+         "targetcli one-shot": "^:"}
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
+def control_plane(series: dict[str, dict[str, list]], path: Path) -> None:
+    """series[system][op] = [(n, p50_ms, p95_ms), ...]"""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, op in zip(axes, ("create", "delete")):
+        for system, ops in series.items():
+            pts = sorted(ops.get(op, []))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] / 1e3 for p in pts],
+                        STYLE.get(system, "o-"), label=system)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("existing exports")
+        ax.set_title(f"attachment {op} (p50)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds (log)")
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def concurrency(rows: list[tuple[int, float, float]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    clients = [r[0] for r in rows]
+    ax.plot(clients, [r[1] for r in rows], "o-", label="ops/s")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("operations per second")
+    ax2 = ax.twinx()
+    ax2.plot(clients, [r[2] / 1e3 for r in rows], "s--", color="tab:red", label="p95 latency")
+    ax2.set_ylabel("p95 latency (s)")
+    ax.set_xscale("log", base=2)
+    ax.set_title("attachment create+delete, distinct volumes")
+    fig.legend(loc="upper left", fontsize=7)
+    _save(fig, path)
+
+
+def phases(bars: dict[str, dict[str, float]], path: Path, title: str) -> None:
+    """Stacked horizontal bars: bars[label][phase] = seconds."""
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(bars)))
+    labels = list(bars)
+    for i, label in enumerate(labels):
+        left = 0.0
+        for j, (phase, sec) in enumerate(bars[label].items()):
+            ax.barh(i, sec, left=left, color=plt.cm.tab20(j % 20), edgecolor="white")
+            if sec > 0.04 * max(sum(b.values()) for b in bars.values()):
+                ax.text(left + sec / 2, i, phase, ha="center", va="center", fontsize=6)
+            left += sec
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("seconds (p50 per phase)")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    _save(fig, path)
+
+
+def restore(ours: list[tuple[int, float]], ctl: list[tuple[int, float]],
+            ctl_fit: list[tuple[int, float]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if ours:
+        ax.plot(*zip(*sorted(ours)), "o-", label="iscsiattachd start until ready")
+    if ctl:
+        ax.plot(*zip(*sorted(ctl)), "s", color="tab:red", label="targetctl restore (measured)")
+    if ctl_fit:
+        ax.plot(*zip(*sorted(ctl_fit)), ":", color="tab:red", label="targetctl, a·N²+b·N fit")
+    ax.set_xlabel("exports restored (LIO empty)")
+    ax.set_ylabel("seconds")
+    ax.set_title("restore after a reboot")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def datapath(table: dict[str, dict[str, float]], path: Path) -> None:
+    """table[system][job] = value normalised to raw = 1."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    systems = list(table)
+    jobs = list(next(iter(table.values()))) if table else []
+    width = 0.8 / max(1, len(systems))
+    for i, system in enumerate(systems):
+        ax.bar([j + i * width for j in range(len(jobs))], [table[system][k] for k in jobs],
+               width, label=system)
+    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(jobs))], jobs,
+                  fontsize=7)
+    ax.set_ylabel("throughput / raw backing")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_title("fio QD32 (1.0 = raw backing file)")
+    ax.legend(fontsize=7)
+    _save(fig, path)

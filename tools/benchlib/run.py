@@ -1,0 +1,196 @@
+"""The benchmark run, inside the VM (tools/bench boots it).
+
+``python -m benchlib.run PROFILE PREPOP_DIR OUT_JSON``. Order: targetctl
+restores on an LIO empty of ours; then, per stage N (existing exports):
+iscsiattachd restores N exports from its store (item 4), idles (item 6),
+serves attachment create/delete (item 1) while the two baselines do the
+same LIO work on the same kernel with the same N exports present (item 1);
+items 3 and 5 at the first stage, item 2 at the concurrency stage; a
+restart with the exports up (the steady reconcile pass). Everything made
+is removed at the end, by our prefixes only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchlib import ours, populate, restore, tcli
+from benchlib.common import (PREFIX_CTL, PREFIX_OURS, PREFIX_RTS, PREFIX_TCLI, WORK, Results,
+                             log, scratch_fs, sparse_file, summary)
+from benchlib.lio_cleanup import cleanup
+from benchlib.profiles import PROFILES, Profile
+
+BASELINE_SO = ("bench-rts-", "bench-tcli-", restore.SO_PREFIX)
+
+
+class Run:
+    def __init__(self, profile: Profile, prepop: Path, out: Path, mnt: Path) -> None:
+        self.p, self.prepop, self.mnt = profile, prepop, mnt
+        self.res = Results(out, meta(profile))
+        self.daemon: ours.Daemon | None = None
+        self.spares: list[str] = []
+
+    # -- helpers -----------------------------------------------------------
+    def section(self, name: str, key: str, fn, *args) -> Any:
+        log(f"{name}/{key} ...")
+        t0 = time.perf_counter()
+        try:
+            value = fn(*args)
+        except Exception as exc:     # noqa: BLE001 - one item must not stop the run
+            traceback.print_exc()
+            value = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        if isinstance(value, dict):
+            value.setdefault("bench_wall_s", round(time.perf_counter() - t0, 1))
+        self.res.put(name, key, value)
+        log(f"{name}/{key} done in {time.perf_counter() - t0:.1f}s")
+        return value
+
+    def files(self, kind: str, count: int) -> list[Path]:
+        return [sparse_file(self.mnt / kind / f"{kind}-{i}.img", 1 << 30) for i in range(count)]
+
+    # -- item 4 baseline -----------------------------------------------------
+    def targetctl(self, n: int) -> dict[str, Any]:
+        saved = restore.make_saveconfig(n, WORK, self.mnt / "ctl")
+        out = restore.targetctl_restore(saved)
+        t0 = time.perf_counter()
+        out["removed"] = cleanup((PREFIX_CTL,), (restore.SO_PREFIX,))
+        out["cleanup_s"] = round(time.perf_counter() - t0, 2)
+        saved.unlink()
+        out["n"] = n
+        return out
+
+    # -- a stage -------------------------------------------------------------
+    def start_stage(self, n: int) -> dict[str, Any]:
+        removed = cleanup((PREFIX_OURS,), ("volume-",), scan_core=False)
+        state = WORK / f"stage-{n}" / "state"
+        info = ours.prepare_state(self.prepop / f"state-{n}", state)
+        made = populate.make_volume_files(state)
+        self.spares = info["spares"]
+        self.daemon = ours.Daemon(state, self.mnt / "ours")
+        ready = self.daemon.start()
+        return {"n": n, "ready_s": round(ready, 2), "reconcile": self.daemon.last_reconcile(),
+                "volume_files": made, "ours_removed_before": removed}
+
+    def restart(self) -> dict[str, Any]:
+        self.daemon.stop()
+        ready = self.daemon.start()
+        return {"ready_s": round(ready, 2), "reconcile": self.daemon.last_reconcile()}
+
+    def rts(self, n: int, samples: int) -> dict[str, Any]:
+        plan = {"samples": samples, "files": [str(f) for f in self.files("rts", samples)],
+                "save": str(WORK / "private" / "saveconfig.json"), "prefix": PREFIX_RTS,
+                "portal": "127.0.0.1"}
+        (WORK / "private").mkdir(mode=0o700, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        res = subprocess.run([sys.executable, "-m", "benchlib.rts_worker", json.dumps(plan)],
+                             capture_output=True, text=True, env=env, timeout=7200)
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr.strip()[-800:])
+        raw = json.loads(res.stdout.strip().splitlines()[-1])
+        out = {k: summary(v) for k, v in raw.items() if k != "save_bytes"}
+        out["save_bytes"] = raw["save_bytes"][0]
+        return out
+
+    def stage(self, n: int) -> None:
+        p = self.p
+        self.section("restore_ours", str(n), self.start_stage, n)
+        self.section("footprint", str(n), ours.footprint, self.daemon.proc.pid, p.idle_window)
+        self.section("control_ours", str(n), ours.control_plane, self.daemon.token,
+                     self.spares[:4], p.ours_samples)
+        self.section("control_rtslib", str(n), self.rts, n, p.rts_samples.get(n, 1))
+        self.section("control_targetcli", str(n), tcli.control_plane, PREFIX_TCLI,
+                     self.files("tcli", 1), p.tcli_samples.get(n, 1))
+        if n == p.stages[0]:
+            self.host_items()
+        if n == p.concurrency_stage:
+            for c in p.clients:
+                cycles = max(1, p.ops_per_level // (2 * c))
+                self.section("concurrency", str(c), ours.concurrency, self.daemon.token,
+                             self.spares[:c], c, cycles)
+        self.section("restart_ours", str(n), self.restart)
+        self.daemon.stop()
+
+    # -- items 3 and 5 --------------------------------------------------------
+    def host_items(self) -> None:
+        from benchlib import hostrun
+        hr = hostrun.HostRun(self.p, self.daemon, self.spares, self.mnt)
+        self.section("e2e", "floor", hr.floor)
+        self.section("e2e", "startup", hr.startup)
+        self.section("e2e", "iscsiattach", hr.in_process, False)
+        self.section("e2e", "iscsiattach_udev_wait", hr.in_process, True)
+        self.section("e2e", "cli", hr.cli)
+        self.section("datapath", "raw", hr.fio_raw)
+        self.section("datapath", "iscsiattach", hr.fio_ours)
+        self.section("datapath", "targetcli", hr.fio_targetcli)
+
+    def main(self) -> None:
+        self.section("setup", "targetcli", lambda: tcli.setup() or {"ok": True})
+        for n in self.p.ctl_ns:
+            self.section("restore_targetctl", str(n), self.targetctl, n)
+        for n in self.p.stages:
+            try:
+                self.stage(n)
+            finally:
+                if self.daemon:
+                    self.daemon.stop()
+        self.section("cleanup", "all", final_cleanup)
+        self.res.data["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.res.flush()
+
+
+def final_cleanup() -> dict[str, Any]:
+    out = {"baselines": cleanup((PREFIX_RTS, PREFIX_TCLI, PREFIX_CTL), BASELINE_SO),
+           "ours": cleanup((PREFIX_OURS,), ("volume-",), scan_core=False)}
+    hostrun_cleanup()
+    return out
+
+
+def hostrun_cleanup() -> None:
+    from benchlib import hostrun
+    hostrun.forget_nodes((PREFIX_OURS, PREFIX_TCLI))
+
+
+def meta(profile: Profile) -> dict[str, Any]:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in
+                Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "")
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+
+    def version(cmd: list[str]) -> str:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return (r.stdout or r.stderr).strip().splitlines()[0] if r.returncode == 0 else "?"
+    from importlib.metadata import version as pkg
+    return {"profile": profile.name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "kernel": platform.release(), "cpu": cpu, "vcpus": os.cpu_count(),
+            "mem_mib": int(mem) // 1024,
+            "accel": "TCG" if "QEMU" in cpu else "KVM or other",
+            "python": platform.python_version(), "rtslib_fb_venv": pkg("rtslib-fb"),
+            "os_brick": pkg("os-brick"),
+            "targetcli": version(["dpkg-query", "-W", "-f", "${Version}", "targetcli-fb"]),
+            "rtslib_fb_debian": version(["dpkg-query", "-W", "-f", "${Version}",
+                                         "python3-rtslib-fb"]),
+            "fio": version(["fio", "--version"]),
+            "commit": version(["git", "-C", str(Path(__file__).resolve().parents[2]),
+                               "rev-parse", "--short", "HEAD"])}
+
+
+def main() -> int:
+    profile, prepop, out = PROFILES[sys.argv[1]], Path(sys.argv[2]), Path(sys.argv[3])
+    WORK.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with scratch_fs() as mnt:
+        try:
+            Run(profile, prepop, out, mnt).main()
+        finally:
+            final_cleanup()
+    log(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

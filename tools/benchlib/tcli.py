@@ -1,0 +1,92 @@
+"""Baseline (b): targetcli-fb one-shot commands (Debian's, system python3).
+
+Each command is its own process, as an operator's script runs it. The
+CHAP secret is a throwaway one: targetcli takes it on its command line
+(visible in ps) — that is the tool's own behaviour, noted in the report.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib.common import BASELINE_INITIATOR, WORK, log, summary, throwaway_secret
+
+TARGETCLI = "/usr/bin/targetcli"
+HOME = WORK / "targetcli-home"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TARGETCLI_HOME": str(HOME)}
+
+
+def ensure_dbus() -> None:
+    """targetcli's one-shot mode needs a D-Bus system bus."""
+    if Path("/run/dbus/system_bus_socket").exists():
+        return
+    Path("/run/dbus").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
+
+
+def tcli(*args: str) -> float:
+    t0 = time.perf_counter()
+    res = subprocess.run([TARGETCLI, *args], capture_output=True, text=True, env=_env(),
+                         timeout=1800)
+    dt = time.perf_counter() - t0
+    if res.returncode != 0 or "error" in res.stdout.lower():
+        # Never echo argv: one command carries a (throwaway) secret.
+        raise RuntimeError(f"targetcli {args[0]} {args[1] if len(args) > 1 else ''}: "
+                           f"{(res.stderr or res.stdout).strip()[:300]}")
+    return dt
+
+
+def setup() -> None:
+    """No 0.0.0.0:3260 default portal: every target listens on 127.0.0.1 as
+    ours does (a wildcard portal would collide with it)."""
+    ensure_dbus()
+    HOME.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tcli("set", "global", "auto_add_default_portal=false")
+
+
+def create_commands(name: str, iqn: str, path: str, portal: str) -> list[tuple[str, ...]]:
+    tpg = f"/iscsi/{iqn}/tpg1"
+    return [("/backstores/fileio", "create", f"name={name}", f"file_or_dev={path}"),
+            ("/iscsi", "create", iqn),
+            (f"{tpg}/portals", "create", portal, "3260"),
+            (f"{tpg}/luns", "create", f"/backstores/fileio/{name}"),
+            (f"{tpg}/acls", "create", BASELINE_INITIATOR),
+            (f"{tpg}/acls/{BASELINE_INITIATOR}", "set", "auth", "userid=bench",
+             f"password={throwaway_secret()}"),
+            (tpg, "set", "attribute", "authentication=1", "generate_node_acls=0",
+             "demo_mode_write_protect=1")]
+
+
+def delete_commands(name: str, iqn: str) -> list[tuple[str, ...]]:
+    return [("/iscsi", "delete", iqn), ("/backstores/fileio", "delete", name)]
+
+
+def export(name: str, iqn: str, path: str, portal: str = "127.0.0.1") -> list[float]:
+    return [tcli(*cmd) for cmd in create_commands(name, iqn, path, portal)]
+
+
+def unexport(name: str, iqn: str) -> list[float]:
+    return [tcli(*cmd) for cmd in delete_commands(name, iqn)]
+
+
+def control_plane(prefix: str, files: list[Path], samples: int) -> dict[str, Any]:
+    creates, deletes, calls = [], [], []
+    for i in range(samples):
+        name = f"bench-tcli-{os.getpid()}-{i}"
+        iqn = f"{prefix}{name}"
+        c = export(name, iqn, str(files[i % len(files)]))
+        d = unexport(name, iqn)
+        creates.append(sum(c))
+        deletes.append(sum(d))
+        calls.extend(c + d)
+        log(f"  targetcli sample {i}: create {sum(c):.1f}s ({len(c)} calls), "
+            f"delete {sum(d):.1f}s ({len(d)} calls)")
+    return {"create": summary(creates), "delete": summary(deletes), "per_call": summary(calls),
+            "calls_per_create": len(create_commands("x", "x", "x", "x")),
+            "calls_per_delete": len(delete_commands("x", "x"))}
