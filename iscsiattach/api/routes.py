@@ -34,7 +34,8 @@ def _object(body: Any, key: str, allowed: set[str]) -> dict:
 
 
 def _size(value: Any, what: str) -> int:
-    if isinstance(value, str) and value.isdigit():
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"Invalid input for field/attribute {what}. Value: {value!r}.")
@@ -154,7 +155,7 @@ def _page(req: Request, items: list) -> list:
             raise InvalidInput(f"marker {marker} not found")
         items = items[ids.index(marker) + 1:]
     if limit is not None:
-        if not limit.isdigit():
+        if not (limit.isascii() and limit.isdigit()):
             raise InvalidInput(f"limit must be a non-negative integer, not {limit!r}")
         items = items[:int(limit)]
     return items

@@ -55,13 +55,24 @@ class Request:
         if not self.raw_body:
             raise InvalidInput("a JSON body is required")
         try:
-            return json.loads(self.raw_body)
-        except (ValueError, UnicodeDecodeError):
+            value = json.loads(self.raw_body, parse_constant=_no_constant)
+            # A "\ud800" escape decodes to a lone surrogate, which no layer
+            # below can store or log as UTF-8: refuse it here, once.
+            json.dumps(value, ensure_ascii=False).encode()
+            return value
+        # RecursionError: nesting deeper than the interpreter's stack ("[" * 5000),
+        # which fits in a body of any allowed size.
+        except (ValueError, UnicodeError, RecursionError):
             raise InvalidInput("Malformed request body") from None
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[-1] if values else None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser takes them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass
