@@ -89,6 +89,16 @@ def armed() -> dict[str, int]:
     return dict(_armed)
 
 
+def rearm() -> None:
+    """Read ISCSIATTACH_FAULTS again and start counting hits afresh: for a
+    process forked from a parent that imported this module already (the
+    crash tests start daemons from a pre-imported fork server)."""
+    global _armed
+    with _guard:
+        _armed = parse(os.environ.get(ENV))
+        _hits.clear()
+
+
 def point(name: str) -> None:
     """A step boundary; kills the process here if ISCSIATTACH_FAULTS says so."""
     if _armed:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from iscsiattach import faults
 from tests.functional.conftest import PREFIX
 
 PORT = 18776
@@ -20,10 +22,19 @@ SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "iscsiattach" / "iscsiatt
 
 class Daemon:
     """iscsiattachd on 127.0.0.1:PORT with the file backend; extra config lines
-    (e.g. "[api]\\nport = ...") are appended to its config file."""
+    (e.g. "[api]\\nport = ...") are appended to its config file.
 
-    def __init__(self, state: Path, volumes: Path, extra: str = "") -> None:
+    ``env``: extra environment for every start. ``forkserver``: start it
+    through a tests.functional.forkserver.ForkServer (the same main(), a
+    fresh process, without paying the imports again) instead of the script.
+    """
+
+    def __init__(self, state: Path, volumes: Path, extra: str = "",
+                 env: dict[str, str] | None = None, forkserver=None) -> None:
         self.state, self.proc = state, None
+        self.env, self.forkserver = dict(env or {}), forkserver
+        self.log_path = state.parent / "daemon.log"
+        self.log_offset = 0
         self.config = state.parent / "iscsiattach.conf"
         self.config.write_text(f"""[DEFAULT]
 debug = true
@@ -41,15 +52,28 @@ file_directory = {volumes}
 interval = 3600
 """ + extra)
 
-    def start(self) -> None:
-        self.log = open(self.state.parent / "daemon.log", "a")
+    def start(self, fault: str | None = None, ready: bool = True, timeout: float = 60) -> None:
+        """Start; wait until it serves unless ``ready`` is false. ``fault``
+        arms fault points for this start only (ISCSIATTACH_FAULTS syntax)."""
+        self.log = open(self.log_path, "a")
+        self.log_offset = self.log.tell()
+        env = dict(self.env)
+        if fault:
+            env[faults.ENV] = fault
         # The shipped sample first (all defaults), then this test's settings.
-        self.proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE),
-                                      "--config-file", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + 60
+        argv = ["--config-file", str(SAMPLE), "--config-file", str(self.config)]
+        if self.forkserver is not None:
+            self.proc = self.forkserver.spawn(argv, env, self.log_path)
+        else:
+            self.proc = subprocess.Popen([str(DAEMON), *argv], stdout=self.log,
+                                         stderr=subprocess.STDOUT, env={**os.environ, **env})
+        if ready:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        end = time.monotonic() + timeout
         while time.monotonic() < end:
-            assert self.proc.poll() is None, (self.state.parent / "daemon.log").read_text()
+            assert self.proc.poll() is None, self.log_since_start()
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=2)
             except urllib.error.HTTPError as exc:
@@ -63,6 +87,26 @@ interval = 3600
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(30)
+        self.log.close()
+
+    def log_since_start(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            f.seek(self.log_offset)
+            return f.read()
+
+    def wait_killed(self, point: str | None = None, timeout: float = 120) -> None:
+        """Wait for the process to end; assert SIGKILL, at ``point`` if given."""
+        rc = self.proc.wait(timeout)
+        self.log.close()
+        assert rc == -signal.SIGKILL, f"exit {rc}: " + self.log_since_start()[-3000:]
+        if point is not None:
+            assert f"{faults.MARK} {point} " in self.log_since_start(), \
+                f"not killed at {point}: " + self.log_since_start()[-3000:]
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        self.proc.kill()
+        self.proc.wait(60)
         self.log.close()
 
     @property
