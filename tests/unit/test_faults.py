@@ -91,3 +91,16 @@ def test_other_points_pass_while_one_is_armed():
 def test_an_unknown_point_in_the_environment_is_refused_at_import():
     res = _run("connect.after_intnet", "import iscsiattach.faults")
     assert res.returncode == 1 and "unknown fault point 'connect.after_intnet'" in res.stderr
+
+
+def test_rearm_reads_the_environment_again_for_a_forked_child():
+    code = ("import os\n"
+            "from iscsiattach import faults\n"
+            "faults.point('complete.after_attachment')\n"
+            "os.environ[faults.ENV] = 'complete.after_attachment'\n"
+            "faults.rearm()\n"
+            "print('rearmed', flush=True)\n"
+            "faults.point('complete.after_attachment')\n"
+            "print('survived', flush=True)\n")
+    res = _run("", code)
+    assert res.returncode == -signal.SIGKILL and res.stdout == "rearmed\n"
