@@ -52,6 +52,11 @@ class AttachmentService:
         parsed = Connector.parse(connector) if connector is not None else None
         mode = validate_mode(mode or (parsed.mode if parsed else None) or "rw")
         with self.locks.lock(volume_id):
+            if parsed is not None:
+                # Every refusal of the connect before the reservation is written:
+                # a refused create must leave nothing behind, not even a row.
+                self._check_connect(_unsaved(volume_id, instance_uuid, mode),
+                                    self.store.volume(volume_id), parsed)
             att = self._reserve(volume_id, instance_uuid, mode)
             if parsed is None:
                 return att, None
@@ -95,14 +100,8 @@ class AttachmentService:
     def _connect(self, att: Attachment, conn: Connector) -> tuple[Attachment, dict]:
         vol = self.store.volume(att.volume_id)
         was_connected = att.status in st.CONNECTED
-        self._check_connect(att, vol, conn)
+        mode = self._check_connect(att, vol, conn)
         others = [a for a in connected(self.store.attachments(vol.id)) if a.id != att.id]
-        mode = att.attach_mode if was_connected else validate_mode(conn.mode or att.attach_mode)
-        for other in others:
-            if other.initiator == conn.initiator and other.attach_mode != mode:
-                # One initiator has one ACL: one mapping, rw or ro, not both.
-                raise Conflict(f"initiator {conn.initiator} already has volume {vol.id} "
-                               f"{other.attach_mode}; it cannot also attach it {mode}")
         chap = self._credentials(att, others, conn.initiator)
         repeat = was_connected and att.connector == conn.raw and att.chap_userid == chap.userid
         # Intent first: the store says "attaching" before the kernel changes.
@@ -129,7 +128,8 @@ class AttachmentService:
         return att, connection_info(export, chap, attachment_id=att.id,
                                     mode=att.attach_mode, multipath=conn.multipath)
 
-    def _check_connect(self, att: Attachment, vol: Volume, conn: Connector) -> None:
+    def _check_connect(self, att: Attachment, vol: Volume, conn: Connector) -> str:
+        """Refuse a connect that must not happen; the mode it will have."""
         if att.status in st.CONNECTED and att.initiator != conn.initiator:
             raise Conflict(f"attachment {att.id} is connected to {att.initiator}; "
                            "delete it to connect another host")
@@ -141,6 +141,14 @@ class AttachmentService:
         if not vol.multiattach and any(a.initiator != conn.initiator for a in others):
             raise Conflict(f"volume {vol.id} is connected to another host and is not "
                            "multiattach")
+        mode = att.attach_mode if att.status in st.CONNECTED else \
+            validate_mode(conn.mode or att.attach_mode)
+        for other in others:
+            if other.initiator == conn.initiator and other.attach_mode != mode:
+                # One initiator has one ACL: one mapping, rw or ro, not both.
+                raise Conflict(f"initiator {conn.initiator} already has volume {vol.id} "
+                               f"{other.attach_mode}; it cannot also attach it {mode}")
+        return mode
 
     @staticmethod
     def _credentials(att: Attachment, others: list[Attachment], initiator: str) -> ChapCredentials:
@@ -218,3 +226,12 @@ class AttachmentService:
     def _settle_volume(self, volume_id: str) -> None:
         """Set the volume's status from its attachments (never over deleting & co)."""
         self.store.settle_volume(volume_id, st.ATTACHABLE, st.volume_status_for)
+
+
+def _unsaved(volume_id: str, instance_uuid: str | None, mode: str) -> Attachment:
+    """The attachment a create is about to reserve, for checks made before it exists."""
+    now = utcnow()
+    return Attachment(id="(new)", volume_id=volume_id, instance_uuid=instance_uuid,
+                      status=st.A_RESERVED, attach_mode=mode, connector=None, initiator=None,
+                      host=None, chap_userid=None, chap_secret=None, attached_at=None,
+                      detached_at=None, created_at=now, updated_at=now)

@@ -152,3 +152,20 @@ def test_unknown_microversions(template, logs, version, status):
         Call("GET", ("/v3/attachments",), headers=(("OpenStack-API-Version", version),))])
     assert ans.status == status
 
+
+
+@pytest.mark.parametrize("vol,extra,initiator", [
+    ("vol3", {"mode": "ro"}, 0),                              # A has it rw already
+    ("vol3", {"connector_mode": "ro"}, 0),
+    ("vol2", {"instance_uuid": fz.Ref("inst1")}, 1),          # same instance, other host
+    ("vol4", {"instance_uuid": fz.Ref("inst4")}, 0),
+])
+def test_refused_connect_in_create_leaves_no_trace(template, logs, vol, extra, initiator):
+    """A create-with-connector refused after the reservation step (409) must
+    not leave a row behind: the caller never learns its id."""
+    conn = connector(INITIATORS[initiator])
+    if extra.pop("connector_mode", None):
+        conn["mode"] = "ro"
+    (ans,) = run_sequence(template, logs, "token",
+                          [create_with(fz.Ref(vol), conn, **extra)])
+    assert ans.status == 409
