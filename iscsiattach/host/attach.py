@@ -17,18 +17,21 @@ import json
 import logging
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from iscsiattach.exception import Conflict, IscsiAttachError
+from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
 from iscsiattach.host import confirm as confirm_mod
 
 LOG = logging.getLogger(__name__)
 GIB = 1 << 30
 SECRET_KEYS = ("auth_password", "discovery_auth_password")
+UDEV_NAMES = ("systemd-udevd", "(udev-worker)", "udevd", "blkid")
+UDEV_GRACE = 5.0        # seconds a udev probe may hold a device before it counts
 
 
 class Api(Protocol):
@@ -101,17 +104,42 @@ class HostSide:
         done = []
         for rec in records:
             dev = os.path.realpath(rec["device"]["path"])
-            if not force:
+            shared = self._shares_session(rec)
+            if not force and not shared:
                 busy = self.in_use(dev)
                 if busy:
                     raise Conflict(f"{dev} is {busy}; unmount or close it first, or --force")
-            self.progress(f"disconnecting {dev}")
-            self._step("disconnect", self.brick.disconnect, rec["connection_info"],
-                       rec["device"], rec["multipath"], force)
-            self._step("attachment delete", self.api.attachment_delete, rec["attachment_id"])
+            if shared:
+                # Another attachment of this host (multiattach) uses the same
+                # target and device: logging out would cut it off.
+                self.progress(f"keeping {dev}: attachment {shared} still uses it")
+            else:
+                self.progress(f"disconnecting {dev}")
+                self._step("disconnect", self.brick.disconnect, rec["connection_info"],
+                           rec["device"], rec["multipath"], force)
+            self._delete_attachment(rec["attachment_id"])
             (self.records / f"{rec['attachment_id']}.json").unlink(missing_ok=True)
             done.append(rec["attachment_id"])
         return done
+
+    def _delete_attachment(self, att_id: str) -> None:
+        try:
+            self.api.attachment_delete(att_id)
+        except NotFound:
+            # Already gone (a repeat, or deleted on the storage side): the
+            # goal of detach holds.
+            LOG.info("attachment %s was already deleted", att_id)
+        except IscsiAttachError as exc:
+            raise StepFailed(f"attachment delete failed: {exc}") from None
+
+    def _shares_session(self, rec: dict) -> str | None:
+        """The id of another recorded attachment on the same target, if any."""
+        iqn = rec["connection_info"].get("target_iqn")
+        for other in self._records_for(None):
+            if (other["attachment_id"] != rec["attachment_id"]
+                    and other["connection_info"].get("target_iqn") == iqn):
+                return other["attachment_id"]
+        return None
 
     # -- helpers ------------------------------------------------------------
     @staticmethod
@@ -122,7 +150,13 @@ class HostSide:
             raise StepFailed(f"{name} failed: {exc}") from None
 
     def _roll_back(self, att_id: str, info: dict, device: dict | None, multipath: bool) -> None:
-        if device is not None:
+        shared = self._shares_session({"attachment_id": att_id, "connection_info": info})
+        if device is not None and shared:
+            # The device belongs to another attachment of this host (e.g. the
+            # storage side handed us its target): leave it to that one.
+            LOG.warning("rollback: keeping %s, attachment %s uses it", device.get("path"),
+                        shared)
+        elif device is not None:
             try:
                 self.brick.disconnect(info, device, multipath, True)
             except IscsiAttachError as exc:
@@ -145,13 +179,15 @@ class HostSide:
             json.dump(record, f)
         os.replace(tmp, self.records / f"{att_id}.json")
 
-    def _records_for(self, ident: str) -> list[dict]:
+    def _records_for(self, ident: str | None) -> list[dict]:
+        """Records of an attachment or of every attachment of a volume; all
+        records when ident is None."""
         if not self.records.is_dir():
             return []
         found = []
         for path in sorted(self.records.glob("*.json")):
             rec = json.loads(path.read_text())
-            if ident in (rec["attachment_id"], rec["volume_id"]):
+            if ident is None or ident in (rec["attachment_id"], rec["volume_id"]):
                 found.append(rec)
         return found
 
@@ -167,11 +203,28 @@ def device_in_use(dev: str) -> str | None:
     holders = Path("/sys/block", name, "holders")
     if holders.is_dir() and any(holders.iterdir()):
         return f"held by {', '.join(p.name for p in holders.iterdir())}"
+    # udev probes a device after every close-after-write; wait that out
+    # rather than call the device busy.
+    end = time.monotonic() + UDEV_GRACE
+    while True:
+        holders = [(pid, comm) for pid, comm in _openers(dev) if pid != os.getpid()]
+        if not holders or time.monotonic() > end or \
+                not all(comm in UDEV_NAMES for _, comm in holders):
+            break
+        time.sleep(0.1)
+    if holders:
+        pid, comm = holders[0]
+        return f"open by pid {pid} ({comm})"
+    return None
+
+
+def _openers(dev: str) -> list[tuple[int, str]]:
+    found = []
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
         try:
-            for fd in fd_dir.iterdir():
-                if os.path.realpath(fd) == dev:
-                    return f"open by pid {fd_dir.parent.name}"
+            if any(os.path.realpath(fd) == dev for fd in fd_dir.iterdir()):
+                comm = (fd_dir.parent / "comm").read_text().strip()
+                found.append((int(fd_dir.parent.name), comm))
         except OSError:
             continue            # the process ended or is not ours to read
-    return None
+    return found

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from iscsiattach.exception import Conflict, IscsiAttachError
+from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
 from iscsiattach.host.attach import HostSide, StepFailed
 from iscsiattach.host.confirm import Confirmed, DeviceMismatch
 
@@ -28,13 +28,16 @@ class FakeApi:
 
     def attachment_create(self, volume_id, instance, connector, mode):
         self._do("create", volume_id, connector["initiator"], mode)
-        return {"id": "att-1", "connection_info": dict(INFO)}
+        self.made = getattr(self, "made", 0) + 1
+        return {"id": f"att-{self.made}", "connection_info": dict(INFO)}
 
     def attachment_complete(self, att):
         self._do("complete", att)
 
     def attachment_delete(self, att):
         self._do("delete", att)
+        if self.fail == "delete-404":
+            raise NotFound(f"attachment {att} not found (HTTP 404)")
 
     def attachment_list(self, volume_id):
         return []
@@ -102,6 +105,17 @@ def test_each_failing_step_rolls_back(tmp_path, api_fail, brick_fail, confirm, s
     assert not list((tmp_path / "attachments").glob("*.json"))
 
 
+def test_a_wrong_device_in_use_by_another_attachment_is_not_disconnected(tmp_path):
+    """Handed a device this host already uses for another attachment (the
+    storage side sent that target): refuse it, but do not log it out."""
+    api, brick = FakeApi(), FakeBrick()
+    host(tmp_path, api, brick).attach(VID)
+    with pytest.raises(StepFailed, match="confirm device failed"):
+        host(tmp_path, api, brick, bad_confirm).attach(VID)
+    assert not any(c[0] == "disconnect" for c in brick.calls)
+    assert ("delete", "att-2") in api.calls and ("delete", "att-1") not in api.calls
+
+
 def test_create_failure_needs_no_rollback(tmp_path):
     api, brick = FakeApi("create"), FakeBrick()
     with pytest.raises(StepFailed, match="attachment create failed"):
@@ -116,6 +130,29 @@ def test_detach_by_volume_or_attachment_and_repeat(tmp_path):
     assert side.detach(VID) == ["att-1"]
     assert ("disconnect", False) in brick.calls and ("delete", "att-1") in api.calls
     assert side.detach(VID) == []          # nothing left: safe to repeat
+
+
+def test_two_attachments_on_one_target_share_the_session_until_the_last(tmp_path):
+    """Multiattach twice on one host: one ACL, one session, one device."""
+    api, brick = FakeApi(), FakeBrick()
+    side = host(tmp_path, api, brick, in_use=lambda dev: "open by pid 1")
+    first, second = side.attach(VID), side.attach(VID)
+    assert side.detach(first.attachment_id) == ["att-1"]
+    assert not any(c[0] == "disconnect" for c in brick.calls)   # busy, but shared: kept
+    assert ("delete", "att-1") in api.calls
+    with pytest.raises(Conflict, match="open by pid 1"):         # the last one: checked
+        side.detach(second.attachment_id)
+    assert side.detach(second.attachment_id, force=True) == ["att-2"]
+    assert ("disconnect", True) in brick.calls
+
+
+def test_detach_of_an_attachment_deleted_on_the_storage_side(tmp_path):
+    api, brick = FakeApi(), FakeBrick()
+    side = host(tmp_path, api, brick)
+    side.attach(VID)
+    api.fail = "delete-404"
+    assert side.detach(VID) == ["att-1"]           # logged out, record gone, no error
+    assert ("disconnect", False) in brick.calls and side.detach(VID) == []
 
 
 def test_detach_refuses_a_busy_device_unless_forced(tmp_path):
@@ -133,3 +170,22 @@ def test_brick_errors_never_quote_the_secret():
     from iscsiattach.host.brick import _why
     exc = RuntimeError("Unexpected error: iscsiadm -n node.session.auth.password -v the-secret-0123")
     assert "the-secret" not in _why(exc, INFO) and "***" in _why(exc, INFO)
+
+
+def test_device_in_use_names_the_process_holding_it_open(tmp_path):
+    import subprocess
+    import sys
+
+    from iscsiattach.host.attach import device_in_use
+    path = tmp_path / "disk"
+    path.write_bytes(b"x")
+    assert device_in_use(str(path)) is None
+    holder = subprocess.Popen([sys.executable, "-c", "import sys,time; f=open(sys.argv[1]); "
+                               "print(flush=True); time.sleep(60)", str(path)],
+                              stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()
+        assert device_in_use(str(path)).startswith(f"open by pid {holder.pid} (")
+    finally:
+        holder.kill()
+        holder.wait()
