@@ -1,15 +1,18 @@
 """The demo, run inside the VM by tools/demo: the daemon and the CLI, for real.
 
-Starts iscsiattachd (token auth, block backend) over real LIO, then as an
-operator would: volume-create on a loop device, attachment-create with this
-host's connector (reserve + connect in one call), an open-iscsi CHAP login
-with the connection_info the CLI printed, the device confirmed as that
-volume, data written and read back, attachment-complete, logout,
-attachment-delete (after which the login is refused), volume-delete.
+Starts iscsiattachd (token auth, block backend) over real LIO; creates a
+volume on a loop device; then on the host side, as an operator would:
+`iscsiattach attach` (this host's connector from os-brick, attachment
+create, CHAP login through os-brick, the device confirmed as that volume by
+unit serial, WWN, size), data written with direct I/O, `iscsiattach detach`;
+attached again read-only, writes refused, the same data read back; detached,
+no session left; the volume deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -17,15 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
-
-TOP = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOP))
-
-from iscsiattach.target import Portal  # noqa: E402
-from tests.functional.iscsi import (Node, initiator_name, sysfs_identity,  # noqa: E402
-                                    write_and_read_back)
 
 BIN = Path(sys.executable).parent
 PORT = 8776
@@ -37,12 +32,40 @@ def step(msg: str) -> None:
 
 
 def cli(*args: str) -> str:
-    shown = " ".join(a for a in args if a not in ("--format", "json", "--show-secrets"))
+    """Run the CLI; its progress lines (stderr) show as they come."""
+    shown = " ".join(a for a in args if a not in ("--format", "json"))
     step(f"$ iscsiattach {shown}")
-    res = subprocess.run([str(BIN / "iscsiattach"), *args], capture_output=True, text=True)
+    res = subprocess.run([str(BIN / "iscsiattach"), *args], stdout=subprocess.PIPE, text=True)
     if res.returncode:
-        raise RuntimeError(res.stderr.strip())
+        raise RuntimeError(f"iscsiattach {shown} failed (exit {res.returncode})")
     return res.stdout
+
+
+def cli_json(*args: str) -> dict | list:
+    out = json.loads(cli("--format", "json", *args))
+    print(json.dumps(out, indent=2), flush=True)
+    return out
+
+
+def checksum_io(dev: str, nbytes: int, data: bytes | None = None) -> str:
+    """Write data (when given) or read nbytes with direct I/O; sha256 of it."""
+    buf = mmap.mmap(-1, nbytes)                  # page aligned, for O_DIRECT
+    fd = os.open(dev, (os.O_RDWR if data else os.O_RDONLY) | os.O_DIRECT)
+    try:
+        if data:
+            buf[:] = data
+            os.pwritev(fd, [buf], 0)
+            os.fsync(fd)
+        else:
+            os.preadv(fd, [buf], 0)
+    finally:
+        os.close(fd)
+    return hashlib.sha256(buf).hexdigest()
+
+
+def sessions() -> str:
+    res = subprocess.run(["iscsiadm", "-m", "session"], capture_output=True, text=True)
+    return res.stdout.strip()
 
 
 def start_daemon(work: Path) -> subprocess.Popen:
@@ -71,54 +94,48 @@ def main() -> int:
         f.truncate(1 << 30)
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
                           capture_output=True, text=True).stdout.strip()
-    daemon = node = vid = None
+    os.environ["ISCSIATTACH_TOKEN_FILE"] = str(work / "state" / "api-token")
+    os.environ["ISCSIATTACH_HOST_STATE"] = str(work / "host")
+    daemon = vid = None
     try:
         daemon = start_daemon(work)
-        os.environ["ISCSIATTACH_TOKEN_FILE"] = str(work / "state" / "api-token")
         step(f"iscsiattachd ready on 127.0.0.1:{PORT} (token in {work}/state/api-token, 0600)")
-        vol = json.loads(cli("--format", "json", "volume-create", "1", "--name", "demo",
-                             "--source", loop))
-        vid = vol["id"]
-        step(f"volume {vid}: {vol['status']}, 1 GiB on {loop}")
-        out = cli("attachment-create", vid, str(uuid.uuid4()), "--connect", "True",
-                  "--initiator", initiator_name())
-        print(out, flush=True)
-        att = json.loads(cli("--format", "json", "--show-secrets", "attachment-list",
-                             "--volume-id", vid))[0]["id"]
-        # The secret is printed only on request, for the login below.
-        info = json.loads(cli("--format", "json", "--show-secrets", "attachment-update",
-                              att, "--initiator", initiator_name()))["connection_info"]
-        node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
-        node.setup(info["auth_username"], info["auth_password"])
-        if node.login().returncode:
-            raise RuntimeError("iscsiadm login with the printed connection_info failed")
-        dev = node.device()
-        wwid, serial = sysfs_identity(dev)
-        if serial != vid:
-            raise RuntimeError(f"{dev} is not volume {vid}: serial {serial}")
-        step(f"logged in with CHAP: {dev} is volume {serial} ({wwid})")
-        ok = write_and_read_back(dev, 16 << 20)
-        step(f"wrote and read back 16 MiB: {'checksums match' if ok else 'MISMATCH'}")
-        cli("attachment-complete", att)
+        vid = cli_json("volume-create", "1", "--name", "demo", "--source", loop)["id"]
+        step(f"volume {vid}: 1 GiB on {loop}")
+
+        got = cli_json("attach", vid)
+        dev = got["device"]
+        step(f"attached: {dev} ({got['stable_path']}) confirmed as volume {got['serial']}")
+        data = os.urandom(16 << 20)
+        wrote = checksum_io(dev, len(data), data)
+        step(f"wrote 16 MiB with direct I/O, sha256 {wrote[:16]}...")
         print(cli("attachment-list", "--volume-id", vid), flush=True)
-        node.logout()
-        cli("attachment-delete", att)
-        refused = node.login().returncode != 0
-        step("login after attachment-delete: " + ("refused, as it must be" if refused
-                                                  else "ACCEPTED"))
+        cli_json("detach", vid)
+
+        got = cli_json("attach", vid, "--mode", "ro")
+        dev = got["device"]
+        try:
+            os.close(os.open(dev, os.O_WRONLY))
+            refused = False
+        except OSError as exc:
+            refused = True
+            step(f"read-only attachment: opening {dev} for writing refused ({exc.strerror})")
+        read = checksum_io(dev, len(data))
+        same = read == wrote
+        step(f"read back 16 MiB, sha256 {read[:16]}...: {'the same data' if same else 'MISMATCH'}")
+        cli_json("detach", got["attachment_id"])
+        left = sessions()
+        step("iSCSI sessions left: " + (left or "none"))
         cli("volume-delete", vid)
         vid = None
-        return 0 if ok and refused else 1
+        return 0 if same and refused and not left else 1
     except (RuntimeError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if node is not None:
-            node.delete()
         if vid is not None:
-            for a in json.loads(cli("--format", "json", "attachment-list", "--volume-id", vid)):
-                cli("attachment-delete", a["id"])
-            cli("volume-delete", vid)
+            subprocess.run([str(BIN / "iscsiattach"), "detach", vid, "--force"])
+            subprocess.run([str(BIN / "iscsiattach"), "volume-delete", vid])
         if daemon is not None:
             daemon.terminate()
             daemon.wait(30)

@@ -96,7 +96,7 @@ class HostSide:
         except StepFailed:
             self._roll_back(att["id"], info, device, multipath)
             raise
-        return Attached(att["id"], volume_id, ok.path, device.get("path"), ok.serial,
+        return Attached(att["id"], volume_id, ok.path, stable_link(ok.path), ok.serial,
                         ok.wwid, mode)
 
     def detach(self, attachment_or_volume: str, force: bool = False) -> list[str]:
@@ -190,6 +190,27 @@ class HostSide:
             if ident is None or ident in (rec["attachment_id"], rec["volume_id"]):
                 found.append(rec)
         return found
+
+
+def stable_link(dev: str, dev_dir: str = "/dev/disk", wait: float = 5.0) -> str | None:
+    """A udev link to dev that names the volume itself (by-id wwn-/scsi-),
+    else its by-path link; udev may still be making them, so wait a little."""
+    end = time.monotonic() + wait
+    while True:
+        links: dict[str, str] = {}
+        for sub in ("by-id", "by-path"):
+            for link in sorted(Path(dev_dir, sub).glob("*")):
+                if os.path.realpath(link) == dev:
+                    links.setdefault(_link_rank(sub, link.name), str(link))
+        if links or time.monotonic() > end:
+            return links[min(links)] if links else None
+        time.sleep(0.1)
+
+
+def _link_rank(sub: str, name: str) -> str:
+    if sub == "by-id":
+        return "0" if name.startswith("wwn-") else "1" if name.startswith("scsi-3") else "2"
+    return "3"
 
 
 def device_in_use(dev: str) -> str | None:

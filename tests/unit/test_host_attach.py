@@ -189,3 +189,19 @@ def test_device_in_use_names_the_process_holding_it_open(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_stable_link_prefers_the_wwn_name_then_by_path(tmp_path):
+    from iscsiattach.host.attach import stable_link
+    dev = tmp_path / "sdq"
+    dev.touch()
+    (tmp_path / "by-id").mkdir()
+    (tmp_path / "by-path").mkdir()
+    (tmp_path / "by-path" / "ip-127.0.0.1:3260-iscsi-iqn.x-lun-0").symlink_to(dev)
+    assert stable_link(str(dev), str(tmp_path), wait=0).endswith("-lun-0")
+    (tmp_path / "by-id" / "scsi-36001405abc").symlink_to(dev)
+    (tmp_path / "by-id" / "wwn-0x6001405abc").symlink_to(dev)
+    (tmp_path / "by-id" / "wwn-0x6001405other").symlink_to(tmp_path / "sdz")
+    assert stable_link(str(dev), str(tmp_path), wait=0) == str(tmp_path / "by-id" /
+                                                               "wwn-0x6001405abc")
+    assert stable_link(str(tmp_path / "sdy"), str(tmp_path), wait=0) is None
