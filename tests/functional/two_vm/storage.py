@@ -1,0 +1,176 @@
+"""The storage-node guest of tools/two-vm: LIO and iscsiattachd on 10.213.0.1.
+
+Starts the daemon with its API and iSCSI portal on the link address only,
+creates a volume, publishes it (and the API token, 0600) to the host guest,
+watches which address the host's session comes from, and once the host is
+done checks that no ACL is left, deletes the volume and stops.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.functional.two_vm.common import (
+    API_PORT, API_URL, HOST_DONE, HOST_IP, PREFIX, READY, STORAGE_IP, TOKEN, Failure,
+    acl_dir, api, log, our_acls, results, verdict, wait_for, write_json)
+
+SIDE = "storage"
+WORK = Path("/tmp/iscsiattach-two-vm")     # guest tmpfs: gone with the VM
+DAEMON = Path(sys.executable).with_name("iscsiattachd")
+SAMPLE = Path(__file__).resolve().parents[3] / "etc" / "iscsiattach" / "iscsiattach.conf.sample"
+ADDRESS = re.compile(r"Address (\S+) TCP")
+
+
+def scratch_fs() -> Path:
+    """ext4 on a loop device: async fileio needs O_DIRECT, which tmpfs lacks."""
+    image, mnt = WORK / "scratch.ext4", WORK / "mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(4 << 30)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    return mnt
+
+
+def write_config(volumes: Path) -> Path:
+    config = WORK / "iscsiattach.conf"
+    config.write_text(f"""[DEFAULT]
+debug = true
+state_path = {WORK / "state"}
+[api]
+listen = {STORAGE_IP}
+port = {API_PORT}
+[lio]
+target_prefix = {PREFIX}
+portals = {STORAGE_IP}
+[volumes]
+backend = file
+file_directory = {volumes}
+[reconciler]
+interval = 3600
+""")
+    return config
+
+
+def start_daemon(config: Path) -> subprocess.Popen:
+    out = open(results() / "storage-daemon.log", "w")
+    proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE), "--config-file",
+                             str(config)], stdout=out, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise Failure(f"iscsiattachd exited with {proc.returncode} "
+                          "(see storage-daemon.log)")
+        try:
+            urllib.request.urlopen(f"http://{STORAGE_IP}:{API_PORT}/", timeout=5)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 300:     # the versions document: it is serving
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    raise Failure("iscsiattachd did not serve its API within 300s")
+
+
+def publish_token(state: Path) -> str:
+    token = (state / "api-token").read_text().strip()
+    folder = results() / TOKEN.parent
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+    fd = os.open(results() / TOKEN, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def create_volume(token: str) -> str:
+    status, body = api("POST", "/volumes", token, {"volume": {"size": 1, "name": "two-vm"}})
+    if status != 202:
+        raise Failure(f"volume create answered {status}: {body}")
+    vid = body["volume"]["id"]
+    status, body = api("GET", f"/volumes/{vid}", token)
+    if status != 200 or body["volume"]["status"] != "available":
+        raise Failure(f"new volume {vid} is not available: {status} {body}")
+    return vid
+
+
+class SessionWatch:
+    """Remembers every address an initiator's session came from (ACL info)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self) -> None:
+        for target, acls in our_acls().items():
+            for acl in acls:
+                info = acl_dir(target, acl) / "info"
+                try:
+                    self.seen.update(ADDRESS.findall(info.read_text()))
+                except OSError:
+                    pass    # the ACL went away between listing and reading
+
+
+def finish(token: str, vid: str, facts: dict) -> None:
+    left = {t: a for t, a in our_acls().items() if a}
+    facts["acls_left_after_host"] = left
+    if left:
+        raise Failure(f"ACLs left after the host detached: {left}")
+    status, body = api("DELETE", f"/volumes/{vid}", token)
+    if status != 202:
+        raise Failure(f"volume delete answered {status}: {body}")
+    end = time.monotonic() + 120
+    while our_acls() and time.monotonic() < end:
+        time.sleep(0.5)
+    facts["targets_left_after_delete"] = sorted(our_acls())
+    if our_acls():
+        raise Failure(f"targets left after the volume was deleted: {sorted(our_acls())}")
+
+
+def run(facts: dict) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    mnt = scratch_fs()
+    proc = start_daemon(write_config(mnt / "volumes"))
+    try:
+        log(SIDE, f"iscsiattachd serving on {API_URL}, portal {STORAGE_IP}:3260")
+        token = publish_token(WORK / "state")
+        vid = create_volume(token)
+        facts["volume_id"] = vid
+        write_json(results() / READY, {"volume_id": vid, "url": API_URL})
+        log(SIDE, f"volume {vid} ready; waiting for the host")
+        watch = SessionWatch()
+        wait_for(results() / HOST_DONE, 660, "the host's end", poll=watch)
+        facts["session_addresses_seen"] = sorted(watch.seen)
+        log(SIDE, f"host done; sessions came from {sorted(watch.seen)}")
+        if not watch.seen:
+            raise Failure("never saw the host's iSCSI session in an ACL")
+        if {a for a in watch.seen if not a.startswith(HOST_IP)}:
+            raise Failure(f"a session came from elsewhere than {HOST_IP}: {watch.seen}")
+        finish(token, vid, facts)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def main() -> int:
+    facts: dict = {}
+    try:
+        run(facts)
+    except Failure as exc:
+        return verdict(SIDE, str(exc), facts)
+    except Exception as exc:    # noqa: BLE001 - any crash is a verdict, not a hang
+        return verdict(SIDE, f"{type(exc).__name__}: {exc}", facts)
+    return verdict(SIDE, None, facts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
