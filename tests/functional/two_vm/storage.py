@@ -101,19 +101,40 @@ def create_volume(token: str) -> str:
 
 
 class SessionWatch:
-    """Remembers every address an initiator's session came from (ACL info)."""
+    """Remembers every address an initiator's session came from (ACL info),
+    and the ACLs' CHAP secrets, in memory only, to look for them in the logs."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
+        self.secrets: set[str] = set()
 
     def __call__(self) -> None:
         for target, acls in our_acls().items():
             for acl in acls:
-                info = acl_dir(target, acl) / "info"
+                path = acl_dir(target, acl)
                 try:
-                    self.seen.update(ADDRESS.findall(info.read_text()))
+                    self.seen.update(ADDRESS.findall((path / "info").read_text()))
+                    for name in ("password", "password_mutual"):
+                        self.secrets.add((path / "auth" / name).read_text().strip())
                 except OSError:
                     pass    # the ACL went away between listing and reading
+        self.secrets.discard("")
+
+
+# Everything either side leaves in the results folder, besides the verdicts.
+LOGS = ("storage-daemon.log", "storage.log", "host.log", "host.result.json",
+        "iscsid-host.log", "iscsid-storage.log")
+
+
+def no_secret_in_logs(chap: set[str], token: str, facts: dict) -> None:
+    if not chap:
+        raise Failure("never saw a CHAP secret on an ACL: were the targets closed?")
+    secrets = chap | {token}
+    leaked = [name for name in LOGS if (results() / name).exists()
+              and any(s in (results() / name).read_text(errors="replace") for s in secrets)]
+    facts["secrets_looked_for"] = len(secrets)
+    if leaked:
+        raise Failure(f"a CHAP secret or the API token is written in {leaked}")
 
 
 def finish(token: str, vid: str, facts: dict) -> None:
@@ -136,6 +157,7 @@ def run(facts: dict) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     mnt = scratch_fs()
     proc = start_daemon(write_config(mnt / "volumes"))
+    watch = SessionWatch()
     try:
         log(SIDE, f"iscsiattachd serving on {API_URL}, portal {STORAGE_IP}:3260")
         token = publish_token(WORK / "state")
@@ -143,7 +165,6 @@ def run(facts: dict) -> None:
         facts["volume_id"] = vid
         write_json(results() / READY, {"volume_id": vid, "url": API_URL})
         log(SIDE, f"volume {vid} ready; waiting for the host")
-        watch = SessionWatch()
         wait_for(results() / HOST_DONE, 660, "the host's end", poll=watch)
         facts["session_addresses_seen"] = sorted(watch.seen)
         log(SIDE, f"host done; sessions came from {sorted(watch.seen)}")
@@ -159,6 +180,7 @@ def run(facts: dict) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         subprocess.run(["umount", str(mnt)], check=False)
+    no_secret_in_logs(watch.secrets, token, facts)     # the daemon's log is complete now
 
 
 def main() -> int:
