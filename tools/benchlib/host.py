@@ -35,7 +35,8 @@ def _node(iqn: str, portal: str, *args: str, check: bool = True) -> None:
 
 
 def _record(iqn: str, portal: str) -> Path:
-    hits = glob.glob(f"/etc/iscsi/nodes/{glob.escape(iqn)}/{glob.escape(portal)}*")
+    ip, port = portal.rsplit(":", 1)          # records are named <ip>,<port>[,<tpgt>]
+    hits = glob.glob(f"/etc/iscsi/nodes/{glob.escape(iqn)}/{glob.escape(ip.strip('[]'))},{port}*")
     path = Path(hits[0])
     return path / "default" if path.is_dir() else path
 
@@ -278,11 +279,16 @@ def cli_attach_detach(env: dict[str, str], volume_id: str) -> dict[str, float]:
     return {"attach": t1 - t0, "detach": t2 - t1}
 
 
+STARTUP = (("python", "pass"), ("import_os_brick", "import os_brick.initiator.connector"),
+           ("import_cli", "import iscsiattach.cli.main"),
+           ("import_daemon", "import iscsiattach.cmd.daemon"), ("import_alembic", "import alembic"),
+           ("import_rtslib", "import rtslib_fb"))
+
+
 def python_startup(env: dict[str, str]) -> dict[str, float]:
-    """What the CLI pays before any work: interpreter + imports (os-brick)."""
+    """What a new process pays before any work: interpreter + imports."""
     out = {}
-    for name, code in (("python", "pass"),
-                       ("import_os_brick", "import os_brick.initiator.connector")):
+    for name, code in STARTUP:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         out[name] = time.perf_counter() - t0

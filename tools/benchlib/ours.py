@@ -28,10 +28,10 @@ RECONCILE_RE = re.compile(r"reconcile: (\d+) volumes.* ([0-9.]+)s$")
 class Daemon:
     """iscsiattachd from the shipped sample config plus the bench settings."""
 
-    def __init__(self, state: Path, volumes: Path, interval: int = 3600) -> None:
+    def __init__(self, state: Path, volumes: Path, logfile: Path, interval: int = 3600) -> None:
         self.state, self.proc, self.log = state, None, None
         self.config = state.parent / "bench.conf"
-        self.logfile = state.parent / "daemon.log"
+        self.logfile = logfile          # INFO level: no secrets by design
         self.config.write_text(f"""[DEFAULT]
 state_path = {state}
 [api]
@@ -64,7 +64,8 @@ interval = {interval}
                 if exc.code == 300:
                     return time.perf_counter() - t0
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("iscsiattachd did not become ready")
 
     def stop(self) -> None:

@@ -22,14 +22,21 @@ class Profile:
     fio_size: str = "512M"
     idle_window: float = 30.0
     spares: int = 40
+    tcli_cap_s: dict = field(default_factory=dict)   # per stage, seconds
+    budget_s: float = 3600.0                # the whole run in the VM
+    reserve_s: float = 240.0                # kept for the final cleanup
     extra: dict = field(default_factory=dict)
 
 
 FULL = Profile("full", stages=(1, 100, 1000), ours_samples=20,
-               rts_samples={1: 5, 100: 3, 1000: 2}, tcli_samples={1: 2, 100: 1, 1000: 1},
-               ctl_ns=(100, 300), concurrency_stage=100)
+               rts_samples={1: 5, 100: 2, 1000: 1}, tcli_samples={1: 1, 100: 1, 1000: 1},
+               tcli_cap_s={1: 420, 100: 300, 1000: 600},
+               ctl_ns=(100, 200), concurrency_stage=100, ops_per_level=64, e2e_samples=5,
+               floor_samples=6, cli_samples=1, fio_runtime=5, fio_size="256M",
+               idle_window=20.0)
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},
                 tcli_samples={1: 1, 20: 1}, ctl_ns=(20,), concurrency_stage=20,
                 ops_per_level=32, e2e_samples=2, floor_samples=2, cli_samples=1,
-                fio_runtime=2, fio_size="128M", idle_window=5.0, spares=36)
+                fio_runtime=2, fio_size="128M", idle_window=5.0, spares=36,
+                tcli_cap_s={1: 120, 20: 60}, budget_s=900.0, reserve_s=60.0)
 PROFILES = {"full": FULL, "quick": QUICK}

@@ -108,6 +108,8 @@ Measured on: {rep.where()}. Command: `tools/bench` (sections `restore_ours`, `re
 """ + "\n".join(rows) + f"""
 
 {fit_txt} Goal: at least 10x faster than targetctl at 1000.
+
+{startup_note(rep)}
 {('Failed targetctl restores: ' + '; '.join(failed)) if failed else ''}
 
 ![restore](performance-restore.png)
@@ -141,3 +143,17 @@ target in one guest), so the iSCSI path is CPU-bound here; the raw file is
 not. The comparison that matters for the backstore choice is ours against
 targetcli's defaults on the same path.
 """
+
+
+def startup_note(rep) -> str:
+    st = (rep.s.get("e2e") or {}).get("startup") or {}
+    if "import_daemon" not in st:
+        return ""
+    return (f"The difference between the two iscsiattachd columns is the process start "
+            f"before the first reconcile: in this VM `python -c pass` took "
+            f"{_s(st.get('python'))}, `import iscsiattach.cmd.daemon` "
+            f"{_s(st.get('import_daemon'))} (of which `import alembic` alone "
+            f"{_s(st.get('import_alembic'))}, `import rtslib_fb` "
+            f"{_s(st.get('import_rtslib'))}), then the store's schema check "
+            f"(alembic) and the API setup. targetctl pays its own interpreter start "
+            f"and rtslib import too.")

@@ -36,6 +36,9 @@ class Run:
         self.res = Results(out, meta(profile))
         self.daemon: ours.Daemon | None = None
         self.spares: list[str] = []
+        # Time left for the slow baselines; the final cleanup keeps a reserve.
+        self.deadline = time.monotonic() + profile.budget_s - profile.reserve_s
+        self.res.data["meta"]["budget_s"] = profile.budget_s
 
     # -- helpers -----------------------------------------------------------
     def section(self, name: str, key: str, fn, *args) -> Any:
@@ -73,7 +76,9 @@ class Run:
         info = ours.prepare_state(self.prepop / f"state-{n}", state)
         made = populate.make_volume_files(state)
         self.spares = info["spares"]
-        self.daemon = ours.Daemon(state, self.mnt / "ours")
+        logs = Path(os.environ.get("ISCSIATTACH_RESULTS", str(WORK))) / "logs"
+        logs.mkdir(exist_ok=True)
+        self.daemon = ours.Daemon(state, self.mnt / "ours", logs / f"daemon-{n}.log")
         ready = self.daemon.start()
         return {"n": n, "ready_s": round(ready, 2), "reconcile": self.daemon.last_reconcile(),
                 "volume_files": made, "ours_removed_before": removed}
@@ -85,6 +90,7 @@ class Run:
 
     def rts(self, n: int, samples: int) -> dict[str, Any]:
         plan = {"samples": samples, "files": [str(f) for f in self.files("rts", samples)],
+                "deadline": self.deadline,      # same clock (CLOCK_MONOTONIC) in the worker
                 "save": str(WORK / "private" / "saveconfig.json"), "prefix": PREFIX_RTS,
                 "portal": "127.0.0.1"}
         (WORK / "private").mkdir(mode=0o700, exist_ok=True)
@@ -94,8 +100,10 @@ class Run:
         if res.returncode != 0:
             raise RuntimeError(res.stderr.strip()[-800:])
         raw = json.loads(res.stdout.strip().splitlines()[-1])
-        out = {k: summary(v) for k, v in raw.items() if k != "save_bytes"}
+        out = {k: summary(v) for k, v in raw.items()
+               if k not in ("save_bytes", "samples_done", "delete_save_estimated")}
         out["save_bytes"] = raw["save_bytes"][0]
+        out["delete_save_estimated"] = len(raw.get("delete_save_estimated", []))
         return out
 
     def stage(self, n: int) -> None:
@@ -105,8 +113,6 @@ class Run:
         self.section("control_ours", str(n), ours.control_plane, self.daemon.token,
                      self.spares[:4], p.ours_samples)
         self.section("control_rtslib", str(n), self.rts, n, p.rts_samples.get(n, 1))
-        self.section("control_targetcli", str(n), tcli.control_plane, PREFIX_TCLI,
-                     self.files("tcli", 1), p.tcli_samples.get(n, 1))
         if n == p.stages[0]:
             self.host_items()
         if n == p.concurrency_stage:
@@ -114,7 +120,13 @@ class Run:
                 cycles = max(1, p.ops_per_level // (2 * c))
                 self.section("concurrency", str(c), ours.concurrency, self.daemon.token,
                              self.spares[:c], c, cycles)
-        self.section("restart_ours", str(n), self.restart)
+        # The slowest baseline, cut short (and estimated) past its time cap.
+        cap = min(self.deadline, time.monotonic() + p.tcli_cap_s.get(n, 600))
+        self.section("control_targetcli", str(n), tcli.control_plane, PREFIX_TCLI,
+                     self.files("tcli", 1), p.tcli_samples.get(n, 1), cap)
+        last_ready = (self.res.data["sections"]["restore_ours"].get(str(n)) or {}).get("ready_s")
+        if time.monotonic() + 1.5 * (last_ready or 60) < self.deadline:
+            self.section("restart_ours", str(n), self.restart)
         self.daemon.stop()
 
     # -- items 3 and 5 --------------------------------------------------------

@@ -7,6 +7,7 @@ CHAP secret is a throwaway one: targetcli takes it on its command line
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -75,18 +76,40 @@ def unexport(name: str, iqn: str) -> list[float]:
     return [tcli(*cmd) for cmd in delete_commands(name, iqn)]
 
 
-def control_plane(prefix: str, files: list[Path], samples: int) -> dict[str, Any]:
-    creates, deletes, calls = [], [], []
+def _until(cmds: list[tuple[str, ...]], deadline: float) -> list[float]:
+    """Run the calls in order while time remains (at least one)."""
+    done: list[float] = []
+    for cmd in cmds:
+        if done and time.monotonic() + statistics.fmean(done) > deadline:
+            break
+        done.append(tcli(*cmd))
+    return done
+
+
+def control_plane(prefix: str, files: list[Path], samples: int,
+                  deadline: float = float("inf")) -> dict[str, Any]:
+    """Create and delete ``samples`` exports. If the run's time budget
+    (``deadline``, time.monotonic) would be passed, the remaining calls are
+    not run and the sample's time is estimated from the calls that ran
+    (per-call time x calls): such samples are counted in ``estimated``."""
+    creates, deletes, calls, estimated = [], [], [], 0
+    n_create, n_delete = len(create_commands("x", "x", "x", "x")), len(delete_commands("x", "x"))
     for i in range(samples):
         name = f"bench-tcli-{os.getpid()}-{i}"
         iqn = f"{prefix}{name}"
-        c = export(name, iqn, str(files[i % len(files)]))
-        d = unexport(name, iqn)
-        creates.append(sum(c))
-        deletes.append(sum(d))
+        c = _until(create_commands(name, iqn, str(files[i % len(files)]), "127.0.0.1"), deadline)
+        d = _until(delete_commands(name, iqn), deadline) if len(c) == n_create else []
         calls.extend(c + d)
-        log(f"  targetcli sample {i}: create {sum(c):.1f}s ({len(c)} calls), "
-            f"delete {sum(d):.1f}s ({len(d)} calls)")
+        per_call = statistics.fmean(c + d)
+        if len(c) < n_create or len(d) < n_delete:
+            estimated += 1
+            creates.append(per_call * n_create)
+            deletes.append(per_call * n_delete)
+        else:
+            creates.append(sum(c))
+            deletes.append(sum(d))
+        log(f"  targetcli sample {i}: {len(c)}+{len(d)} calls, {per_call:.1f}s per call")
+        if time.monotonic() > deadline:
+            break
     return {"create": summary(creates), "delete": summary(deletes), "per_call": summary(calls),
-            "calls_per_create": len(create_commands("x", "x", "x", "x")),
-            "calls_per_delete": len(delete_commands("x", "x"))}
+            "calls_per_create": n_create, "calls_per_delete": n_delete, "estimated": estimated}
