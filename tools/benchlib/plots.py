@@ -53,20 +53,25 @@ def concurrency(rows: list[tuple[int, float, float]], path: Path) -> None:
 
 
 def phases(bars: dict[str, dict[str, float]], path: Path, title: str) -> None:
-    """Stacked horizontal bars: bars[label][phase] = seconds."""
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(bars)))
+    """Stacked horizontal bars: bars[label][phase] = seconds; one colour per phase."""
+    names: list[str] = []
+    for row in bars.values():
+        names += [k for k in row if k not in names]
+    colour = {k: plt.cm.tab20(i % 20) for i, k in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.45 * len(bars) + 0.12 * len(names)))
     labels = list(bars)
     for i, label in enumerate(labels):
         left = 0.0
-        for j, (phase, sec) in enumerate(bars[label].items()):
-            ax.barh(i, sec, left=left, color=plt.cm.tab20(j % 20), edgecolor="white")
-            if sec > 0.04 * max(sum(b.values()) for b in bars.values()):
-                ax.text(left + sec / 2, i, phase, ha="center", va="center", fontsize=6)
+        for phase, sec in bars[label].items():
+            ax.barh(i, sec, left=left, color=colour[phase], edgecolor="white",
+                    label=phase if i == labels.index(next(
+                        lb for lb in labels if phase in bars[lb])) else None)
             left += sec
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("seconds (p50 per phase)")
     ax.set_title(title)
     ax.invert_yaxis()
+    ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     _save(fig, path)
 
 

@@ -59,9 +59,14 @@ def _detail_lines(e2e: dict) -> list[str]:
         for side in ("attach", "detach"):
             det = ((e2e.get(key) or {}).get(side) or {}).get("details") or {}
             for name, d in det.items():
+                cmds: dict[str, int] = {}
+                for c in d.get("commands", []):
+                    cmds[c] = cmds.get(c, 0) + 1
+                listed = "; ".join(f"{c} ×{k}" if k > 1 else c for c, k in cmds.items())
                 out.append(f"| {key} | {name.replace('_detail', '')} | {d.get('subprocesses')} | "
                            f"{_s(d.get('subprocess_s'))} | {d.get('sleeps')} | "
-                           f"{_s(d.get('sleep_s'))} | {', '.join(d.get('sleep_sites', []))} |")
+                           f"{_s(d.get('sleep_s'))} | {', '.join(d.get('sleep_sites', []))} | "
+                           f"{listed} |")
     return out
 
 
@@ -82,6 +87,14 @@ def e2e(rep) -> str:
     ca, cd = (ca / 1e3 if ca else None), (cd / 1e3 if cd else None)
     rows.append(f"| `iscsiattach attach` / `detach` CLI (new process) | {_s(ca)} | {_r(ca, fa)} "
                 f"| {_s(cd)} | {_r(cd, fd)} |")
+    goals = []
+    for key, label in (("iscsiattach", "os-brick as is"),
+                       ("iscsiattach_udev_wait", "with the udev-link wait")):
+        a = _p50((e.get(key) or {}).get("attach"), "total")
+        ok = (a / fa <= 1.5) if a and fa else None
+        goals.append(f"| attach in-process ({label}) ≤ 1.5x floor | {_r(a, fa)} | "
+                     f"{'met' if ok else ('**short**' if ok is False else 'not measured')} |")
+    rows.append("\n| goal | measured | |\n|---|---|---|\n" + "\n".join(goals))
     st = e.get("startup") or {}
     for side, phases in (("attach", ATTACH_PHASES), ("detach", DETACH_PHASES)):
         bars = _bars(e, side, phases)
@@ -152,6 +165,14 @@ def restore(rep) -> str:
         cstr = _s(c) if c is not None else (f"~{est:.0f} s (fit)" if est else "—")
         rows.append(f"| {n} | {_s(o)} | {_s(rec)} | {cstr} | "
                     f"{_r(c if c is not None else est, o)} |")
+    if ours:
+        n, o = max(ours)
+        c = ctl_d.get(n) or (fit[0] * n * n + fit[1] * n if fit else None)
+        ok = (c / o >= 10) if c and o else None
+        how = "measured" if n in ctl_d else "targetctl from the fit"
+        rows.append(f"\n| goal | measured | |\n|---|---|---|\n| ours ≥ 10x faster than "
+                    f"targetctl at {n} ({how}) | {_r(c, o)} | "
+                    f"{'met' if ok else ('**short**' if ok is False else 'not measured')} |")
     from benchlib.report_host_text import restore_text
     return restore_text(rep, rows, fit, rep.s.get("restore_targetctl", {}))
 

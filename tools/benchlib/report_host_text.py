@@ -52,8 +52,8 @@ Phases, p50 (seconds):
 What os-brick ran (last sample; subprocesses listed by program and iscsiadm
 mode/operation/setting name only):
 
-| run | call | subprocesses | their time | sleeps | slept | sleep sites |
-|---|---|---|---|---|---|---|
+| run | call | subprocesses | their time | sleeps | slept | sleep sites | commands |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(details) + """
 
 ### os-brick's fixed wait, and what removes it
