@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from iscsiattach.cli import output
-from iscsiattach.cli.client import Client, CliError, fault_message
+from iscsiattach.cli.client import Client, CliError, fault_message, query, segment
 from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
 
 DEFAULT_STATE = "/var/lib/iscsiattach-host"
@@ -34,18 +34,19 @@ class ApiAdapter:
                         200)["attachment"]
 
     def attachment_complete(self, attachment_id) -> None:
-        self._ok(self.client.call("POST", f"/attachments/{attachment_id}/action",
+        self._ok(self.client.call("POST", f"/attachments/{segment(attachment_id)}/action",
                                   {"os-complete": None}), 204)
 
     def attachment_delete(self, attachment_id) -> None:
-        self._ok(self.client.call("DELETE", f"/attachments/{attachment_id}"), 200)
+        self._ok(self.client.call("DELETE", f"/attachments/{segment(attachment_id)}"), 200)
 
     def attachment_list(self, volume_id) -> list[dict]:
-        return self._ok(self.client.call("GET", f"/attachments?volume_id={volume_id}"),
+        return self._ok(self.client.call("GET", "/attachments" + query(volume_id=volume_id)),
                         200)["attachments"]
 
     def volume_size_gib(self, volume_id) -> int:
-        return self._ok(self.client.call("GET", f"/volumes/{volume_id}"), 200)["volume"]["size"]
+        vol = self._ok(self.client.call("GET", f"/volumes/{segment(volume_id)}"), 200)
+        return vol["volume"]["size"]
 
 
 def add_commands(sub) -> None:

@@ -16,16 +16,34 @@ import argparse
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from iscsiattach.cli import host, output
-from iscsiattach.cli.client import DEFAULT_URL, Client, CliError, fault_message, load_token
+from iscsiattach.cli.client import (DEFAULT_URL, Client, CliError, fault_message, load_token,
+                                    query, segment)
 
 API_VERSION = "3.54"
 ATTACHMENT_COLUMNS = [("id", "ID"), ("volume_id", "Volume ID"), ("status", "Status"),
                       ("instance", "Server ID")]
 VOLUME_COLUMNS = [("id", "ID"), ("status", "Status"), ("name", "Name"), ("size", "Size"),
                   ("multiattach", "Multiattach")]
+
+
+ERROR = "iscsiattach: error: "
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: an error is exactly one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as every other error: one line, exit 2 (argparse's code)."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("iscsiattach").strip()
+        self.exit(2, f"{ERROR}{where + ': ' if where else ''}{one_line(message)} "
+                     f"(see {self.prog} --help)\n")
 
 
 def boolean(text: str) -> bool:
@@ -71,7 +89,7 @@ def connector(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="iscsiattach", description=__doc__.split("\n\n")[0],
+    top = Parser(prog="iscsiattach", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--url", default=os.environ.get("ISCSIATTACH_URL", DEFAULT_URL),
                      help="daemon URL, http(s)://host:port/v3 or unix:/path "
@@ -141,23 +159,22 @@ def run(args: argparse.Namespace, client: Client) -> str:
         att = ok(client.call("POST", "/attachments", {"attachment": body}), 200)["attachment"]
         return output.show_attachment(att, fmt, secrets)
     if cmd == "attachment-update":
-        att = ok(client.call("PUT", f"/attachments/{args.attachment_id}",
+        att = ok(client.call("PUT", f"/attachments/{segment(args.attachment_id)}",
                              {"attachment": {"connector": connector(args)}}), 200)["attachment"]
         return output.show_attachment(att, fmt, secrets)
     if cmd in ("attachment-complete", "attachment-delete"):
         for att_id in args.attachment_ids:
             if cmd == "attachment-complete":
-                ok(client.call("POST", f"/attachments/{att_id}/action", {"os-complete": None}), 204)
+                ok(client.call("POST", f"/attachments/{segment(att_id)}/action", {"os-complete": None}), 204)
             else:
-                ok(client.call("DELETE", f"/attachments/{att_id}"), 200)
+                ok(client.call("DELETE", f"/attachments/{segment(att_id)}"), 200)
         return ""
     if cmd == "attachment-show":
-        att = ok(client.call("GET", f"/attachments/{args.attachment_id}"), 200)["attachment"]
+        att = ok(client.call("GET", f"/attachments/{segment(args.attachment_id)}"), 200)["attachment"]
         return output.show_attachment(att, fmt, secrets)
     if cmd == "attachment-list":
-        query = "&".join(f"{k}={v}" for k, v in (("volume_id", args.volume_id),
-                                                 ("status", args.status)) if v)
-        items = ok(client.call("GET", "/attachments" + (f"?{query}" if query else "")), 200)
+        items = ok(client.call("GET", "/attachments" + query(volume_id=args.volume_id,
+                                                             status=args.status)), 200)
         return output.show_list(items["attachments"], ATTACHMENT_COLUMNS, fmt)
     return run_volume(args, client, ok)
 
@@ -180,15 +197,15 @@ def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
         vol = ok(client.call("POST", "/volumes", {"volume": body}), 202)["volume"]
         return output.show_object(vol, fmt)
     if cmd == "volume-show":
-        return output.show_object(ok(client.call("GET", f"/volumes/{args.volume_id}"),
+        return output.show_object(ok(client.call("GET", f"/volumes/{segment(args.volume_id)}"),
                                      200)["volume"], fmt)
     if cmd == "volume-list":
         vols = ok(client.call("GET", "/volumes/detail"), 200)["volumes"]
         return output.show_list(vols, VOLUME_COLUMNS, fmt)
     if cmd == "volume-delete":
-        ok(client.call("DELETE", f"/volumes/{args.volume_id}"), 202)
+        ok(client.call("DELETE", f"/volumes/{segment(args.volume_id)}"), 202)
         return ""
-    ok(client.call("POST", f"/volumes/{args.volume_id}/action",
+    ok(client.call("POST", f"/volumes/{segment(args.volume_id)}/action",
                    {"os-extend": {"new_size": args.new_size}}), 202)
     return ""
 
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(args.url, load_token(args.token_file), API_VERSION)
         text = run(args, client)
     except CliError as exc:
-        print(f"iscsiattach: error: {exc}", file=sys.stderr)
+        print(f"{ERROR}{one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     if text:
         print(text)

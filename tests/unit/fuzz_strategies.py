@@ -137,4 +137,5 @@ good_connector = st.fixed_dictionaries(
     {"initiator": st.sampled_from(GOOD_IQNS), "ip": st.ip_addresses().map(str),
      "host": st.sampled_from(["h1", "h2"]), "multipath": st.booleans()},
     optional={"mode": st.sampled_from(["rw", "ro"])})
-any_connector = st.one_of(good_connector, connector, st.just({}), st.none(), junk)
+any_connector = st.one_of(good_connector, good_connector, connector, st.just({}), st.none(),
+                          junk)
