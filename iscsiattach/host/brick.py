@@ -3,13 +3,16 @@
 os-brick runs as root without sudo: root_helper is empty and its privileged
 calls run in this process (no privsep daemon, no sudo; NOTES item 11). Its
 locks live under the state directory. os-brick masks CHAP passwords in its
-own logs; it does pass them to iscsiadm on the command line, which is why the
-host side never runs with a password it did not get for this attachment.
+own logs, but it sets them with `iscsiadm ... -n node.session.auth.password
+-v SECRET`, where any user can read them in ps; our connector writes those
+values straight into the node record (0600) instead.
 """
 from __future__ import annotations
 
 import os
 import warnings
+import glob
+import tempfile
 from typing import Any
 
 from iscsiattach.exception import IscsiAttachError
@@ -52,11 +55,54 @@ def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
     return props
 
 
+SECRET_NODE_KEYS = ("node.session.auth.password", "node.session.auth.password_in")
+NODE_DIRS = ("/etc/iscsi/nodes", "/var/lib/iscsi/nodes")
+
+
 def _iscsi(multipath: bool, scan_attempts: int = 5):
-    from os_brick.initiator import connector
-    return connector.InitiatorConnector.factory("ISCSI", root_helper="",
-                                                use_multipath=multipath,
-                                                device_scan_attempts=scan_attempts)
+    from os_brick.initiator.connectors.iscsi import ISCSIConnector
+
+    class RecordSecretsConnector(ISCSIConnector):
+        """os-brick's iSCSI connector, but CHAP secrets go into the node
+        record, never onto iscsiadm's command line."""
+
+        def _iscsiadm_update(self, props, key, value, **kwargs):
+            if key in SECRET_NODE_KEYS and value:
+                write_node_secret(props["target_iqn"], props["target_portal"], key, str(value))
+                return "", ""
+            return super()._iscsiadm_update(props, key, value, **kwargs)
+
+    return RecordSecretsConnector(root_helper="", use_multipath=multipath,
+                                  device_scan_attempts=scan_attempts)
+
+
+def node_records(target_iqn: str, portal: str, node_dirs=NODE_DIRS) -> list[str]:
+    """open-iscsi's record files for (target, portal): a file <ip>,<port>
+    when made with --op new, or <ip>,<port>,<tpgt>/<iface> from discovery."""
+    address, _, port = portal.split(",")[0].rpartition(":")
+    base = f"{glob.escape(address.strip('[]'))},{port}"
+    found = []
+    for top in node_dirs:
+        target = os.path.join(top, glob.escape(target_iqn))
+        found += [p for p in glob.glob(os.path.join(target, base)) if os.path.isfile(p)]
+        found += [p for p in glob.glob(os.path.join(target, base + ",*", "*"))
+                  if os.path.isfile(p)]
+    return found
+
+
+def write_node_secret(target_iqn: str, portal: str, key: str, value: str,
+                      node_dirs=NODE_DIRS) -> None:
+    records = node_records(target_iqn, portal, node_dirs)
+    if not records:
+        raise BrickError(f"no open-iscsi node record for {target_iqn} at {portal}")
+    for record in records:
+        with open(record) as f:
+            lines = [ln for ln in f.read().splitlines() if ln.split("=")[0].strip() != key]
+        lines.append(f"{key} = {value}")
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record))      # 0600
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, record)
 
 
 def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:

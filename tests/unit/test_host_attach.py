@@ -205,3 +205,40 @@ def test_stable_link_prefers_the_wwn_name_then_by_path(tmp_path):
     assert stable_link(str(dev), str(tmp_path), wait=0) == str(tmp_path / "by-id" /
                                                                "wwn-0x6001405abc")
     assert stable_link(str(tmp_path / "sdy"), str(tmp_path), wait=0) is None
+
+
+@pytest.mark.parametrize("layout", ["file", "discovered"])
+def test_chap_secrets_go_into_the_node_record_not_argv(tmp_path, layout):
+    from iscsiattach.host.brick import write_node_secret
+    iqn = "iqn.2010-10.org.openstack:volume-x"
+    target = tmp_path / iqn
+    if layout == "file":
+        record = target / "10.0.0.1,3260"
+    else:
+        record = target / "10.0.0.1,3260,1" / "default"
+    record.parent.mkdir(parents=True)
+    record.write_text("node.name = x\nnode.session.auth.password = old\n")
+    write_node_secret(iqn, "10.0.0.1:3260", "node.session.auth.password", "s3cret",
+                      node_dirs=(str(tmp_path),))
+    lines = record.read_text().splitlines()
+    assert lines == ["node.name = x", "node.session.auth.password = s3cret"]
+    assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
+    with pytest.raises(IscsiAttachError, match="no open-iscsi node record"):
+        write_node_secret(iqn, "10.0.0.2:3260", "node.session.auth.password", "s3cret",
+                          node_dirs=(str(tmp_path),))
+
+
+def test_the_connector_keeps_secrets_off_the_command_line(monkeypatch, tmp_path):
+    """Our connector subclass intercepts os-brick's password update."""
+    from iscsiattach.host import brick
+    written, ran = [], []
+    monkeypatch.setattr(brick, "write_node_secret", lambda *a: written.append(a))
+    conn = brick._iscsi(False)
+    monkeypatch.setattr(conn, "_run_iscsiadm", lambda props, cmd, **kw: ran.append(cmd) or
+                        ("", ""))
+    props = {"target_iqn": "iqn.2010-10.org.x:v", "target_portal": "10.0.0.1:3260"}
+    conn._iscsiadm_update(props, "node.session.auth.password", "s3cret")
+    conn._iscsiadm_update(props, "node.session.auth.username", "user")
+    assert written == [("iqn.2010-10.org.x:v", "10.0.0.1:3260",
+                        "node.session.auth.password", "s3cret")]
+    assert all("s3cret" not in cmd for cmd in ran) and len(ran) == 1
