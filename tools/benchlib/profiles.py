@@ -11,7 +11,8 @@ class Profile:
     ours_samples: int                       # item 1, ours, per stage
     rts_samples: dict[int, int]             # item 1, baseline (a), per stage
     tcli_samples: dict[int, int]            # item 1, baseline (b), per stage
-    ctl_ns: tuple[int, ...]                 # item 4, targetctl restore sizes
+    ctl_ns: tuple[int, ...]                 # item 4, targetctl restore sizes, first
+    ctl_late: tuple[int, ...] = ()          # ... and at the end if the budget allows
     concurrency_stage: int                  # item 2 runs at this stage
     clients: tuple[int, ...] = (1, 8, 32)
     ops_per_level: int = 96                 # item 2: creates+deletes per client count
@@ -28,15 +29,17 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
 
-FULL = Profile("full", stages=(1, 100, 1000), ours_samples=20,
-               rts_samples={1: 5, 100: 2, 1000: 1}, tcli_samples={1: 1, 100: 1, 1000: 1},
-               tcli_cap_s={1: 420, 100: 300, 1000: 600},
-               ctl_ns=(100, 200), concurrency_stage=100, ops_per_level=64, e2e_samples=5,
-               floor_samples=6, cli_samples=1, fio_runtime=5, fio_size="256M",
-               idle_window=20.0)
+# Stages run in this order: the headline sizes first, in case the budget ends.
+FULL = Profile("full", stages=(1, 1000, 100), ours_samples=15,
+               rts_samples={1: 3, 1000: 1, 100: 1}, tcli_samples={1: 1, 1000: 1, 100: 1},
+               tcli_cap_s={1: 900, 1000: 360, 100: 240},
+               ctl_ns=(100,), ctl_late=(200, 300), concurrency_stage=1, ops_per_level=32,
+               e2e_samples=4, floor_samples=5, cli_samples=1, fio_runtime=5,
+               fio_size="256M", idle_window=20.0, budget_s=3900.0, reserve_s=300.0)
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},
-                tcli_samples={1: 1, 20: 1}, ctl_ns=(20,), concurrency_stage=20,
-                ops_per_level=32, e2e_samples=2, floor_samples=2, cli_samples=1,
+                tcli_samples={1: 1, 20: 1}, ctl_ns=(20,), concurrency_stage=1,
+                ops_per_level=16, e2e_samples=2, floor_samples=2, cli_samples=1,
                 fio_runtime=2, fio_size="128M", idle_window=5.0, spares=36,
-                tcli_cap_s={1: 120, 20: 60}, budget_s=900.0, reserve_s=60.0)
+                tcli_cap_s={1: 900, 20: 60}, budget_s=1500.0, reserve_s=60.0)
+
 PROFILES = {"full": FULL, "quick": QUICK}

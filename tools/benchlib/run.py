@@ -42,6 +42,10 @@ class Run:
 
     # -- helpers -----------------------------------------------------------
     def section(self, name: str, key: str, fn, *args) -> Any:
+        if time.monotonic() > self.deadline and name != "cleanup":
+            log(f"{name}/{key} skipped: the run's time budget is spent")
+            self.res.put(name, key, {"skipped": "time budget of the run spent"})
+            return None
         log(f"{name}/{key} ...")
         t0 = time.perf_counter()
         try:
@@ -68,6 +72,16 @@ class Run:
         saved.unlink()
         out["n"] = n
         return out
+
+    def ctl_estimate(self, n: int) -> float:
+        """Quadratic scaling of the largest targetctl restore measured so far."""
+        done = [(int(k), v["seconds"]) for k, v in
+                self.res.data["sections"].get("restore_targetctl", {}).items()
+                if isinstance(v, dict) and "seconds" in v]
+        if not done:
+            return float("inf")
+        m, t = max(done)
+        return t * (n / m) ** 2
 
     # -- a stage -------------------------------------------------------------
     def start_stage(self, n: int) -> dict[str, Any]:
@@ -113,34 +127,45 @@ class Run:
         self.section("control_ours", str(n), ours.control_plane, self.daemon.token,
                      self.spares[:4], p.ours_samples)
         self.section("control_rtslib", str(n), self.rts, n, p.rts_samples.get(n, 1))
-        if n == p.stages[0]:
-            self.host_items()
+        hr = self.host_items() if n == p.stages[0] else None
         if n == p.concurrency_stage:
             for c in p.clients:
                 cycles = max(1, p.ops_per_level // (2 * c))
                 self.section("concurrency", str(c), ours.concurrency, self.daemon.token,
                              self.spares[:c], c, cycles)
-        # The slowest baseline, cut short (and estimated) past its time cap.
+        # The slowest baseline, cut short (and estimated) past its time cap. At
+        # the first stage its first export also carries the data-path run.
         cap = min(self.deadline, time.monotonic() + p.tcli_cap_s.get(n, 600))
-        self.section("control_targetcli", str(n), tcli.control_plane, PREFIX_TCLI,
-                     self.files("tcli", 1), p.tcli_samples.get(n, 1), cap)
-        last_ready = (self.res.data["sections"]["restore_ours"].get(str(n)) or {}).get("ready_s")
-        if time.monotonic() + 1.5 * (last_ready or 60) < self.deadline:
+        between = self._fio_between(hr) if hr else None
+        out = self.section("control_targetcli", str(n), tcli.control_plane, PREFIX_TCLI,
+                           self.files("tcli", 1), p.tcli_samples.get(n, 1), cap,
+                           hostrun_initiator(), between)
+        if hr and isinstance(out, dict):
+            self.res.put("datapath", "targetcli", out.pop("between", None) or
+                         {"error": "targetcli's export was not completed in its time cap"})
+        if n != p.stages[0]:
             self.section("restart_ours", str(n), self.restart)
         self.daemon.stop()
 
-    # -- items 3 and 5 --------------------------------------------------------
-    def host_items(self) -> None:
+    def host_items(self):
+        """Items 3 and 5 (ours and the floor; targetcli's LUN comes with item 1 (b))."""
         from benchlib import hostrun
         hr = hostrun.HostRun(self.p, self.daemon, self.spares, self.mnt)
-        self.section("e2e", "floor", hr.floor)
-        self.section("e2e", "startup", hr.startup)
-        self.section("e2e", "iscsiattach", hr.in_process, False)
-        self.section("e2e", "iscsiattach_udev_wait", hr.in_process, True)
-        self.section("e2e", "cli", hr.cli)
+        for key, fn, *args in (("floor", hr.floor), ("startup", hr.startup),
+                               ("iscsiattach", hr.in_process, False),
+                               ("iscsiattach_udev_wait", hr.in_process, True),
+                               ("cli", hr.cli)):
+            self.section("e2e", key, fn, *args)
         self.section("datapath", "raw", hr.fio_raw)
         self.section("datapath", "iscsiattach", hr.fio_ours)
-        self.section("datapath", "targetcli", hr.fio_targetcli)
+        return hr
+
+    @staticmethod
+    def _fio_between(hr):
+        def run(iqn: str, secret: str):
+            log("datapath/targetcli ...")
+            return hr.fio_targetcli(iqn, secret)
+        return run
 
     def main(self) -> None:
         self.section("setup", "targetcli", lambda: tcli.setup() or {"ok": True})
@@ -152,9 +177,17 @@ class Run:
             finally:
                 if self.daemon:
                     self.daemon.stop()
+        for n in self.p.ctl_late:
+            if time.monotonic() + 2 * self.ctl_estimate(n) < self.deadline:
+                self.section("restore_targetctl", str(n), self.targetctl, n)
         self.section("cleanup", "all", final_cleanup)
         self.res.data["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.res.flush()
+
+
+def hostrun_initiator() -> str:
+    from benchlib import hostrun
+    return hostrun.initiator_name()
 
 
 def final_cleanup() -> dict[str, Any]:

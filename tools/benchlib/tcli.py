@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,17 @@ def setup() -> None:
     tcli("set", "global", "auto_add_default_portal=false")
 
 
-def create_commands(name: str, iqn: str, path: str, portal: str) -> list[tuple[str, ...]]:
+def create_commands(name: str, iqn: str, path: str, portal: str,
+                    initiator: str = BASELINE_INITIATOR,
+                    secret: str | None = None) -> list[tuple[str, ...]]:
     tpg = f"/iscsi/{iqn}/tpg1"
+    secret = secret or throwaway_secret()
     return [("/backstores/fileio", "create", f"name={name}", f"file_or_dev={path}"),
             ("/iscsi", "create", iqn),
             (f"{tpg}/portals", "create", portal, "3260"),
             (f"{tpg}/luns", "create", f"/backstores/fileio/{name}"),
-            (f"{tpg}/acls", "create", BASELINE_INITIATOR),
-            (f"{tpg}/acls/{BASELINE_INITIATOR}", "set", "auth", "userid=bench",
-             f"password={throwaway_secret()}"),
+            (f"{tpg}/acls", "create", initiator),
+            (f"{tpg}/acls/{initiator}", "set", "auth", "userid=bench", f"password={secret}"),
             (tpg, "set", "attribute", "authentication=1", "generate_node_acls=0",
              "demo_mode_write_protect=1")]
 
@@ -87,17 +90,24 @@ def _until(cmds: list[tuple[str, ...]], deadline: float) -> list[float]:
 
 
 def control_plane(prefix: str, files: list[Path], samples: int,
-                  deadline: float = float("inf")) -> dict[str, Any]:
+                  deadline: float = float("inf"), initiator: str = BASELINE_INITIATOR,
+                  between: Callable[[str, str], Any] | None = None) -> dict[str, Any]:
     """Create and delete ``samples`` exports. If the run's time budget
     (``deadline``, time.monotonic) would be passed, the remaining calls are
     not run and the sample's time is estimated from the calls that ran
-    (per-call time x calls): such samples are counted in ``estimated``."""
-    creates, deletes, calls, estimated = [], [], [], 0
+    (per-call time x calls): such samples are counted in ``estimated``.
+    ``between(iqn, secret)`` runs, untimed, while the first export stands
+    (the data-path measurement uses it)."""
+    creates, deletes, calls, estimated, extra = [], [], [], 0, None
     n_create, n_delete = len(create_commands("x", "x", "x", "x")), len(delete_commands("x", "x"))
     for i in range(samples):
         name = f"bench-tcli-{os.getpid()}-{i}"
         iqn = f"{prefix}{name}"
-        c = _until(create_commands(name, iqn, str(files[i % len(files)]), "127.0.0.1"), deadline)
+        secret = throwaway_secret()
+        c = _until(create_commands(name, iqn, str(files[i % len(files)]), "127.0.0.1",
+                                   initiator, secret), deadline)
+        if between and i == 0 and len(c) == n_create:
+            extra = between(iqn, secret)
         d = _until(delete_commands(name, iqn), deadline) if len(c) == n_create else []
         calls.extend(c + d)
         per_call = statistics.fmean(c + d)
@@ -112,4 +122,5 @@ def control_plane(prefix: str, files: list[Path], samples: int,
         if time.monotonic() > deadline:
             break
     return {"create": summary(creates), "delete": summary(deletes), "per_call": summary(calls),
-            "calls_per_create": n_create, "calls_per_delete": n_delete, "estimated": estimated}
+            "calls_per_create": n_create, "calls_per_delete": n_delete, "estimated": estimated,
+            "between": extra}
