@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from iscsiattach.api.faults import FAULT_NAMES
 from tests.unit import fuzz_strategies as fz
-from tests.unit.fuzz_world import TOKEN, World, invariants, secrets_of, snapshot
+from tests.unit.fuzz_world import CASES, TOKEN, World, invariants, secrets_of, snapshot
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", "TRACE", "BREW"]
@@ -115,6 +115,7 @@ def run_call(world: World, call: Call, strategy: str, log_lines: list[str]) -> A
     before = snapshot(world)
     secrets = secrets_of(world)
     del log_lines[:]
+    CASES["api requests"] += 1
     ans = send(world, call, strategy)
     assert 100 <= ans.status < 500, (ans.status, ans.data[:300], log_lines[-3:])
     assert int(ans.headers["Content-Length"]) == len(ans.data)

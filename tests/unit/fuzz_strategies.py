@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from tests.unit.fuzz_world import INITIATORS
 
@@ -22,7 +23,12 @@ _COMMON = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.function_scoped_fixture])
 settings.register_profile("iscsiattach-quick", derandomize=True, database=None, **_COMMON)
-settings.register_profile("iscsiattach-full", **_COMMON)
+# Falsifying examples of full runs are kept (results/ is not committed) and
+# replayed first by the next one.
+_DB = os.path.join(os.path.dirname(__file__), "..", "..", "results", "hypothesis")
+settings.register_profile("iscsiattach-full",
+                          database=DirectoryBasedExampleDatabase(os.path.normpath(_DB)),
+                          **_COMMON)
 PROFILE = "iscsiattach-full" if os.environ.get("ISCSIATTACH_FUZZ") == "full" \
     else "iscsiattach-quick"
 SCALE = int(os.environ.get("ISCSIATTACH_FUZZ_SCALE", "25")) if PROFILE.endswith("full") else 1

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -44,6 +45,8 @@ PREFIX = "iqn.2010-10.org.iscsiattach.fuzz:"
 TOKEN = "fuzz-token-" + "k" * 32
 PORTALS = (Portal("192.0.2.1"), Portal("2001:db8::1", 3261))
 MAX_SIZE_GIB = 100
+# Cases run, by suite: printed by the fuzz_report plugin (tools/fuzz).
+CASES: Counter = Counter()
 INITIATORS = ("iqn.2004-10.com.example:host-a", "iqn.2004-10.com.example:host-b",
               "iqn.1994-05.com.redhat:c0ffee", "eui.0123456789abcdef")
 

@@ -21,7 +21,7 @@ import pytest
 from iscsiattach.target.fake import FakeBackend
 from tests.unit.api_client import Client
 from tests.unit.fuzz_strategies import PROFILE
-from tests.unit.fuzz_world import (PREFIX, TOKEN, World, connector, invariants, make_app,
+from tests.unit.fuzz_world import (CASES, PREFIX, TOKEN, World, connector, invariants, make_app,
                                    services_over)
 
 # A guard against a deadlock hanging the run, not a timing check: a pass
@@ -78,6 +78,7 @@ def test_fifty_hosts_race_for_one_volume_one_wins(world):
             "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()),
             "connector": connector(iqn(i))}})
     replies = in_threads(50, attach)
+    CASES["concurrent requests"] += 50
     assert Counter(r.status for r in replies) == {200: 1, 409: 49}
     (won,) = [r.body["attachment"] for r in replies if r.status == 200]
     winner = won["connection_info"]
@@ -98,6 +99,7 @@ def test_fifty_hosts_race_for_one_multiattach_volume_all_win(world):
     replies = in_threads(50, lambda i: api.post("/v3/attachments", {"attachment": {
         "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()),
         "connector": connector(iqn(i % 25))}}))    # two attachments per initiator
+    CASES["concurrent requests"] += 50
     assert Counter(r.status for r in replies) == {200: 50}
     assert len(world.fake.inspect(vid).acls) == 25
     assert invariants(world) == []
@@ -183,6 +185,7 @@ def test_mixed_load_keeps_store_and_target_in_step(world, seed):
     load = Load(api, volumes, seed)
     in_threads(16, lambda n: load.worker(n, 50))
     assert sum(load.seen.values()) == 16 * 50
+    CASES["concurrent requests"] += 16 * 50
     # The load did real work, not only refusals.
     assert load.seen[("connect", 200)] and load.seen[("delete", 200)]
     assert load.seen[("complete", 204)] and load.seen[("extend", 202)]

@@ -22,7 +22,8 @@ from hypothesis import given, strategies as st
 from iscsiattach.api.server import make_server
 from iscsiattach.cli import host, main as cli_main
 from tests.unit import fuzz_strategies as fz
-from tests.unit.fuzz_world import INITIATORS, TOKEN, Template, invariants, secrets_of, snapshot
+from tests.unit.fuzz_world import (CASES, INITIATORS, TOKEN, Template, invariants, secrets_of,
+                                   snapshot)
 
 ERROR = "iscsiattach: error: "
 
@@ -191,6 +192,7 @@ def check_run(env, raw: list) -> None:
     dispatcher.app, dispatcher.statuses = world.app, []
     args = resolve_argv(raw, world.refs, files)
     before, secrets = snapshot(world), secrets_of(world)
+    CASES["cli runs"] += 1
     # A token file is read only when the environment has no token.
     saved = os.environ.pop("ISCSIATTACH_TOKEN") if "--token-file" in args else None
     try:
