@@ -67,10 +67,10 @@ def build_auth(config: cfg.ConfigOpts) -> Auth:
 
 
 def serve(config: cfg.ConfigOpts) -> None:
+    auth = build_auth(config)       # a refused auth setting changes nothing on disk
     holder: dict[str, Metrics] = {}
     services = build_services(config, lambda s: holder["m"].lio_lock_wait.observe(s))
     metrics = holder["m"] = Metrics(services.store)
-    auth = build_auth(config)
     report = services.reconciler.run()
     metrics.reconciled(report)
     if report.errors:

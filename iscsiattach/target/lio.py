@@ -382,6 +382,7 @@ class LioBackend(TargetBackend):
                            ("chap_mutual_userid", Secret(chap.mutual_userid or "")),
                            ("chap_mutual_password", chap.mutual_password or blank)):
             _write_auth(acl, attr, want)
+        _hide_secrets(Path(acl.path) / "auth")
 
     @staticmethod
     def _require_acl_auth(acl: NodeACL) -> None:
@@ -434,6 +435,18 @@ def _write_auth(acl: NodeACL, attr: str, want: Secret) -> None:
     except (RTSLibError, OSError) as exc:
         why = errno.errorcode.get(getattr(exc, "errno", None) or 0, "refused by the kernel")
     raise TargetError(f"setting {attr} for {acl.node_wwn}: {why}")
+
+
+def _hide_secrets(auth_dir: Path) -> None:
+    """configfs shows CHAP passwords to every local user (0644): make them
+    root-only. configfs keeps the mode for as long as the ACL exists."""
+    for name in ("password", "password_mutual"):
+        path = auth_dir / name
+        try:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError as exc:
+            LOG.warning("cannot make %s root-only: %s", path, exc.strerror)
 
 
 def _so_at(kind: BackingKind, name: str, index: int):

@@ -30,12 +30,26 @@ def initiator_name() -> str:
     raise AssertionError("no InitiatorName in /etc/iscsi/initiatorname.iscsi")
 
 
+def make_iface(name: str, initiator: str) -> str:
+    """An open-iscsi iface that logs in as another initiator name: one
+    machine playing several hosts."""
+    iscsiadm("-m", "iface", "-I", name, "-o", "new", check=False)
+    iscsiadm("-m", "iface", "-I", name, "-o", "update", "-n", "iface.initiatorname",
+             "-v", initiator)
+    return name
+
+
+def delete_iface(name: str) -> None:
+    iscsiadm("-m", "iface", "-I", name, "-o", "delete", check=False)
+
+
 class Node:
-    def __init__(self, target_iqn: str, portal: Portal) -> None:
-        self.iqn, self.portal = target_iqn, portal
+    def __init__(self, target_iqn: str, portal: Portal, iface: str | None = None) -> None:
+        self.iqn, self.portal, self.iface = target_iqn, portal, iface
 
     def _node(self, *args: str, check: bool = True, timeout: int = 60):
-        return iscsiadm("-m", "node", "-T", self.iqn, "-p", str(self.portal), *args,
+        iface = ("-I", self.iface) if self.iface else ()
+        return iscsiadm("-m", "node", "-T", self.iqn, "-p", str(self.portal), *iface, *args,
                         check=check, timeout=timeout)
 
     def setup(self, user: str, secret: str, mutual: tuple[str, str] | None = None) -> "Node":
@@ -69,7 +83,9 @@ class Node:
         # discovery is a folder <ip>,<port>,<tpgt> holding "default".
         base = f"/etc/iscsi/nodes/{glob.escape(self.iqn)}/{glob.escape(ip)},{self.portal.port}"
         hits = [p for p in glob.glob(base) if os.path.isfile(p)] + \
-            glob.glob(base + ",*/default")
+            glob.glob(base + f",*/{glob.escape(self.iface or 'default')}")
+        if self.iface:
+            hits = [p for p in hits if p.endswith("/" + self.iface)]
         if len(hits) != 1:
             raise AssertionError(f"expected one node record for {self.iqn}, found {hits}")
         return Path(hits[0])

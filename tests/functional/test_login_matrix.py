@@ -1,0 +1,164 @@
+"""Who may log in, and who may not: each case a real iscsiadm attempt on LIO.
+
+Several hosts are played by open-iscsi ifaces with their own initiator
+names. A sampler thread reads every TPG of ours from configfs the whole
+time: authentication stays on and no demo mode ever shows, at any moment.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+from iscsiattach.attachments.services import build, lock_dir
+from iscsiattach.exception import Conflict
+from iscsiattach.target import Portal
+from iscsiattach.target.lio import LioBackend
+from iscsiattach.target.lio_layout import CONFIGFS
+from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES
+from iscsiattach.volumes.file import FileBackend
+from tests.functional.conftest import PREFIX
+from tests.functional.iscsi import Node, delete_iface, initiator_name, make_iface, wait_for
+
+PORTAL = Portal("127.0.0.1")
+OTHER = "iqn.2004-10.com.example:matrix-other"
+STRANGER = "iqn.2004-10.com.example:matrix-stranger"
+
+
+class TpgWatch:
+    """Reads our TPGs' security settings over and over until stopped."""
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "TpgWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> list[str]:
+        bad = []
+        for target in (CONFIGFS / "iscsi").glob(PREFIX.replace(":", "*") + "*"):
+            tpg = target / "tpgt_1"
+            try:
+                for name, want in SECURE_TPG_ATTRIBUTES.items():
+                    got = (tpg / "attrib" / name).read_text().strip()
+                    if got != want:
+                        bad.append(f"{target.name}: {name}={got}")
+                if "CHAP" not in (tpg / "param" / "AuthMethod").read_text():
+                    bad.append(f"{target.name}: AuthMethod without CHAP")
+            except FileNotFoundError:
+                continue            # made or removed while we looked
+        return bad
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.violations += self.check()
+            self.samples += 1
+
+
+@pytest.fixture
+def services(tmp_path, scratch_fs, backend):
+    lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(tmp_path / "state")))
+    return build(str(tmp_path / "state"), lio, FileBackend(str(scratch_fs / "matrix")),
+                 (PORTAL,))
+
+
+@pytest.fixture
+def ifaces():
+    made = {OTHER: make_iface("matrix-other", OTHER),
+            STRANGER: make_iface("matrix-stranger", STRANGER)}
+    yield made
+    for name in made.values():
+        delete_iface(name)
+
+
+def connector(initiator: str, mode: str | None = None) -> dict:
+    props = {"initiator": initiator, "ip": "127.0.0.1", "host": initiator.rsplit(":", 1)[-1]}
+    return {**props, "mode": mode} if mode else props
+
+
+def try_login(info, iface=None, user=None, secret=None) -> tuple[bool, Node]:
+    node = Node(info["target_iqn"], Portal.parse(info["target_portal"]), iface)
+    node.setup(user or info["auth_username"], secret or info["auth_password"].reveal())
+    return node.login().returncode == 0, node
+
+
+def discovered(initiator: str) -> set[str]:
+    """Our targets that SendTargets shows to this initiator name (libiscsi,
+    so no node records are made)."""
+    out = subprocess.run(["iscsi-ls", "-i", initiator, f"iscsi://{PORTAL}"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return {word.split(":", 1)[1] for line in out.splitlines() for word in line.split()
+            if word.startswith("Target:") and PREFIX in word}
+
+
+def test_login_refusal_matrix(services, ifaces):
+    me = initiator_name()
+    vol, other_vol, ro_vol = (services.volumes.create(1) for _ in range(3))
+    nodes: list[Node] = []
+    with TpgWatch() as watch:
+        att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+        cases = {
+            "wrong CHAP secret": try_login(info, secret="WrongSecret0123456"),
+            "wrong CHAP user": try_login(info, user="not-" + info["auth_username"]),
+            "unknown initiator IQN": try_login(info, iface=ifaces[STRANGER]),
+        }
+        for name, (ok, node) in cases.items():
+            nodes.append(node)
+            assert not ok, f"{name}: login accepted"
+            node.delete()
+        assert watch.check() == []
+
+        # A second initiator on a non-multiattach volume: refused by the
+        # service, and its login with the first one's credentials fails.
+        with pytest.raises(Conflict):
+            services.attachments.create(vol.id, str(uuid.uuid4()), connector(OTHER))
+        ok, node = try_login(info, iface=ifaces[OTHER])
+        nodes.append(node)
+        assert not ok, "a second initiator logged in to a non-multiattach volume"
+        node.delete()
+
+        ok, mine = try_login(info)
+        nodes.append(mine)
+        assert ok, "the attachment's own initiator could not log in"
+
+        # SendTargets shows each initiator only what it may see.
+        services.attachments.create(other_vol.id, str(uuid.uuid4()), connector(OTHER))
+        assert discovered(me) == {info["target_iqn"]}
+        assert discovered(OTHER) == {PREFIX + other_vol.id}
+        assert discovered(STRANGER) == set()
+
+        # Writes on a read-only attachment are refused by the target.
+        _, ro_info = services.attachments.create(ro_vol.id, str(uuid.uuid4()),
+                                                 connector(me, "ro"))
+        ok, ro_node = try_login(ro_info)
+        nodes.append(ro_node)
+        assert ok
+        dev = ro_node.device()
+        subprocess.run(["blockdev", "--setrw", dev], check=False)
+        write = subprocess.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4096", "count=1",
+                                "oflag=direct", "status=none"], capture_output=True, timeout=120)
+        assert write.returncode != 0, "a write on a read-only attachment succeeded"
+        ro_node.delete()
+
+        # After its attachment is deleted, the initiator is out at once.
+        services.attachments.delete(att.id)
+        assert wait_for(lambda: mine.session_state() != "LOGGED_IN", 30)
+        mine.logout()
+        assert mine.login().returncode != 0, "login accepted after the attachment was deleted"
+        mine.delete()
+        assert watch.check() == []
+    assert watch.violations == [] and watch.samples > 10
+    for node in nodes:
+        node.delete()
+    assert os.path.exists(CONFIGFS / "iscsi" / (PREFIX + other_vol.id))
