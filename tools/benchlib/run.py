@@ -90,7 +90,7 @@ class Run:
         info = ours.prepare_state(self.prepop / f"state-{n}", state)
         made = populate.make_volume_files(state)
         self.spares = info["spares"]
-        logs = Path(os.environ.get("ISCSIATTACH_RESULTS", str(WORK))) / "logs"
+        logs = self.res.path.parent / f"logs-{self.p.name}"
         logs.mkdir(exist_ok=True)
         self.daemon = ours.Daemon(state, self.mnt / "ours", logs / f"daemon-{n}.log")
         ready = self.daemon.start()
