@@ -35,7 +35,7 @@ FULL = Profile("full", stages=(1, 1000, 100), ours_samples=15,
                tcli_cap_s={1: 900, 1000: 360, 100: 240},
                ctl_ns=(100,), ctl_late=(200, 300), concurrency_stage=1, ops_per_level=32,
                e2e_samples=4, floor_samples=5, cli_samples=1, fio_runtime=5,
-               fio_size="256M", idle_window=20.0, budget_s=3900.0, reserve_s=300.0)
+               fio_size="256M", idle_window=20.0, budget_s=4500.0, reserve_s=360.0)
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},
                 tcli_samples={1: 1, 20: 1}, ctl_ns=(20,), concurrency_stage=1,
                 ops_per_level=16, e2e_samples=2, floor_samples=2, cli_samples=1,
