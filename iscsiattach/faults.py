@@ -50,6 +50,7 @@ POINTS: tuple[str, ...] = (
     # attachments/volumes.py: volume create, extend, delete
     "volume_create.after_intent",       # row "creating", nothing provisioned
     "volume_create.after_backend",      # file made, row still "creating"
+    "file_backend.after_temp_file",     # volumes/file.py: temporary file made, not linked
     "volume_extend.after_intent",       # row "extending", file not grown
     "volume_extend.after_backend",      # file grown, new size not recorded
     "volume_extend.after_size",         # new size recorded, LUN not refreshed

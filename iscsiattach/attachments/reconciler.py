@@ -115,6 +115,8 @@ class Reconciler:
             report.interrupted_resolved += 1
             if made is None:
                 LOG.warning("reconcile: volume %s was never made; removing its record", vol.id)
+                if vol.location:    # a create cut short may have left a partial behind
+                    self.converger.volumes.delete(vol.id, vol.location)
                 self.store.remove_volume(vol.id)
                 return None
             LOG.warning("reconcile: finishing the creation of volume %s", vol.id)

@@ -6,6 +6,7 @@ import os
 import stat
 import tempfile
 
+from iscsiattach import faults
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
 from iscsiattach.target.model import Backing, BackingKind, validate_volume_id, volume_name
 from iscsiattach.volumes.base import (GIB, Provisioned, VolumeBackend, require_location,
@@ -64,6 +65,7 @@ class FileBackend(VolumeBackend):
 
     def delete(self, volume_id: str, location: str) -> None:
         path = require_location(location, self.path(volume_id))
+        self._remove_temporary_files(path)
         try:
             # Unlinking frees the blocks; a new volume file starts as a hole,
             # so no data of this one can be read through another.
@@ -112,11 +114,13 @@ class FileBackend(VolumeBackend):
         create put there first.
         """
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".img")
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_temporary_prefix(path),
+                                       suffix=".img")
         except OSError as e:
             raise VolumeBackendError(f"cannot create a file in {self.directory}: "
                                      f"{e.strerror}") from None
         try:
+            faults.point("file_backend.after_temp_file")
             with os.fdopen(fd, "wb") as f:        # mkstemp makes it 0600
                 f.truncate(size)                   # a hole: no block is written
                 os.fsync(f.fileno())
@@ -130,6 +134,18 @@ class FileBackend(VolumeBackend):
                 os.unlink(tmp)
         self._sync_directory()
         return True
+
+    def _remove_temporary_files(self, path: str) -> None:
+        """Drop what a create of this volume cut short by a crash left behind."""
+        prefix = _temporary_prefix(path)
+        try:
+            names = [e.name for e in os.scandir(self.directory)
+                     if e.name.startswith(prefix) and e.name.endswith(".img")]
+        except FileNotFoundError:
+            return
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, name))
 
     def _grow(self, path: str, size: int) -> None:
         try:
@@ -158,3 +174,9 @@ def _describe(found: os.stat_result) -> str:
     if found.st_size % GIB == 0:
         return f"{found.st_size // GIB} GiB"
     return f"{found.st_size} bytes"
+
+
+def _temporary_prefix(path: str) -> str:
+    """Temporary files are named after their volume: after a crash between
+    making one and linking it into place, delete() of that volume finds it."""
+    return ".tmp-" + os.path.basename(path).removesuffix(".img") + "-"

@@ -1,0 +1,64 @@
+"""Crash-consistency regressions found by tests/functional/test_crash.py and
+tools/crash-suite, kept here in a fast form: a child process is really killed
+(SIGKILL at a fault point), then the reconciler repairs what it left."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from iscsiattach import faults
+from iscsiattach.attachments.services import build
+from iscsiattach.target import Portal
+from iscsiattach.target.fake import FakeBackend
+from iscsiattach.volumes.file import FileBackend
+
+PREFIX = "iqn.2010-10.org.iscsiattach.unit:"
+
+
+def _services(tmp_path):
+    return build(str(tmp_path / "state"), FakeBackend(prefix=PREFIX),
+                 FileBackend(str(tmp_path / "volumes")), (Portal("127.0.0.1"),))
+
+
+def _killed_at(point: str, tmp_path, code: str) -> None:
+    """Run ``code`` (with ``svc`` built over tmp_path) in a child armed at ``point``."""
+    prog = textwrap.dedent(f"""
+        from tests.unit.test_crash_regressions import _services
+        from pathlib import Path
+        svc = _services(Path({str(tmp_path)!r}))
+    """) + textwrap.dedent(code)
+    res = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                         env={**os.environ, faults.ENV: point}, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert f"{faults.MARK} {point} " in res.stderr
+
+
+def test_volume_create_killed_before_its_file_is_linked_leaves_no_temporary_file(tmp_path):
+    """Found by the crash tests: a kill between the temporary file and its
+    link left a full-size sparse .tmp-*.img in the volume directory forever."""
+    _killed_at("file_backend.after_temp_file", tmp_path, "svc.volumes.create(1, 'cut')")
+    volumes = tmp_path / "volumes"
+    assert [n for n in os.listdir(volumes) if n.startswith(".tmp-")], "no leftover to clean"
+    svc = _services(tmp_path)
+    other = volumes / ".tmp-volume-00000000-0000-4000-8000-000000000000-inflight.img"
+    other.touch()               # another volume's create in flight: not ours to remove
+    report = svc.reconciler.run()
+    assert report.interrupted_resolved == 1
+    assert svc.store.volumes() == []
+    assert sorted(os.listdir(volumes)) == [other.name]
+
+
+def test_volume_delete_removes_temporary_files_of_its_own_volume_only(tmp_path):
+    svc = _services(tmp_path)
+    vol = svc.volumes.create(1, "kept")
+    volumes = tmp_path / "volumes"
+    mine = volumes / f".tmp-volume-{vol.id}-abc123.img"
+    mine.touch()
+    other = volumes / ".tmp-volume-00000000-0000-4000-8000-000000000000-abc123.img"
+    other.touch()
+    svc.volumes.delete(vol.id)
+    assert sorted(os.listdir(volumes)) == [other.name]
