@@ -183,6 +183,7 @@ def run(facts: dict) -> None:
     check(os.environ.get("ISCSIATTACH_VM_NET_IF") in route and HOST_IP in route,
           f"the route to {STORAGE_IP} is not the link: {facts['route']}")
     facts["link_wait_s"] = wait_for_link()
+    log(SIDE, f"volume {vid} published; {API_URL} reachable via {facts['route']}")
     no_session_left("before attaching")
     att, dev = attach(vid, "rw", facts)
     written = facts["sha256"] = write_direct(dev)
