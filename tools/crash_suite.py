@@ -2,7 +2,7 @@
 
 Phase 1: every fault-point scenario of tests/functional/crash.py, ROUNDS
 times. Phase 2: random SIGKILLs while a mixed load runs (crash_load.py):
-the daemon is killed after a random 0.5-6 s, restarted; every client
+the daemon is killed after a random 1-5 s, restarted; every client
 retries the request it lost, then the invariants are checked. Phase 2
 goes on until the total number of kills reaches --kills or the time is up.
 Prints a summary and writes crash-suite.json to $ISCSIATTACH_RESULTS.
@@ -33,6 +33,7 @@ class Results:
         self.kills = 0
         self.by_point: dict[str, int] = {}
         self.random_kills = 0
+        self.in_flight = 0          # random kills that cut at least one request short
         self.failures: list[dict] = []
         self.ops = 0
         self.restart_seconds: list[float] = []
@@ -44,7 +45,8 @@ class Results:
     def save(self) -> dict:
         rs = sorted(self.restart_seconds)
         out = {"kills": self.kills, "point_kills": self.kills - self.random_kills,
-               "random_kills": self.random_kills, "by_point": dict(sorted(self.by_point.items())),
+               "random_kills": self.random_kills, "random_kills_mid_request": self.in_flight,
+               "by_point": dict(sorted(self.by_point.items())),
                "points_covered": len(self.by_point), "load_ops": self.ops,
                "failures": self.failures, "seconds": round(time.monotonic() - self.started),
                "restart_seconds_median": rs[len(rs) // 2] if rs else None}
@@ -86,7 +88,7 @@ def _recover(ctx: Ctx) -> None:
 def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int) -> None:
     rng = random.Random(seed)
     vids = [call("POST", "/volumes", {"volume": {"size": 1, "multiattach": i % 2 == 0}},
-                 ctx.token)[1]["volume"]["id"] for i in range(8)]
+                 ctx.token)[1]["volume"]["id"] for i in range(6)]
     down = threading.Event()
     workers = [Worker(n, ctx.token, vids, seed=seed + n, down=down) for n in range(4)]
     for w in workers:
@@ -94,13 +96,14 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
     n = 0
     while res.kills < kills and time.monotonic() < deadline:
         n += 1
-        time.sleep(rng.uniform(0.5, 6))
+        time.sleep(rng.uniform(1, 5))
         down.set()
         ctx.daemon.kill()
         res.kills += 1
         res.random_kills += 1
         for w in workers:
             w.parked.wait(300)
+        res.in_flight += any(w.pending for w in workers)
         t = time.monotonic()
         ctx.daemon.start(timeout=600)
         res.restart_seconds.append(time.monotonic() - t)
@@ -115,7 +118,7 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
             res.fail(f"random kill {n}", problems)
         res.ops = sum(w.tally.ops for w in workers)
         print(f"random kill {n}: {'ok' if not problems else 'FAIL'} (kills {res.kills}, "
-              f"ops {res.ops}, restart {res.restart_seconds[-1]:.0f}s)", flush=True)
+              f"mid-request {res.in_flight}, ops {res.ops}, restart {res.restart_seconds[-1]:.0f}s)", flush=True)
         res.save()
         down.clear()
         for w in workers:
