@@ -12,8 +12,8 @@ class Profile:
     rts_samples: dict[int, int]             # item 1, baseline (a), per stage
     tcli_samples: dict[int, int]            # item 1, baseline (b), per stage
     ctl_ns: tuple[int, ...]                 # item 4, targetctl restore sizes, first
-    ctl_late: tuple[int, ...] = ()          # ... and at the end if the budget allows
     concurrency_stage: int                  # item 2 runs at this stage
+    ctl_late: tuple[int, ...] = ()          # item 4 sizes run at the end if the budget allows
     clients: tuple[int, ...] = (1, 8, 32)
     ops_per_level: int = 96                 # item 2: creates+deletes per client count
     e2e_samples: int = 8                    # item 3 in-process, each variant
