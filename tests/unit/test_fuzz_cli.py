@@ -201,6 +201,7 @@ def check_run(env, raw: list) -> None:
         if saved is not None:
             os.environ["ISCSIATTACH_TOKEN"] = saved
     assert not [s for s in dispatcher.statuses if s >= 500], dispatcher.statuses
+    CASES[f"cli runs exit {code}"] += 1
     assert "Traceback" not in err
     if code == 0:
         assert err == "" or "--help" in args or "-h" in args, err
