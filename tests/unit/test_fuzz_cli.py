@@ -86,19 +86,23 @@ word = st.one_of(st.text(st.characters(blacklist_characters="\x00",
                  st.sampled_from(["\udcff", "a\udce9b", "-", "--", "-1", "0", "True",
                                   "--help", "-h", "é", "a b", "a?b=c", "a#b", "%2e%2e",
                                   "x" * 300]))
-ident = st.one_of(fz.volume_ref, fz.attachment_ref, fz.refs("vol", 7, ("upper",)),
-                  st.uuids().map(str), word)
+# Mostly well-formed commands on things that exist, so that most runs reach
+# the daemon; coin flips (fz.mostly) bring in the hostile parts.
+ident = fz.mostly(st.one_of(fz.volume_ref, fz.attachment_ref),
+                  st.one_of(fz.refs("vol", 7, ("upper",)), st.uuids().map(str), word))
+vol_id = fz.mostly(fz.volume_ref, ident, 1)
+att_id = fz.mostly(fz.attachment_ref, ident, 1)
 BAD_URLS = ["garbage", "http://[::1", "http://127.0.0.1:notaport/v3", "unix:",
             "unix:/nonexistent/api.sock", "http://127.0.0.1:9/v3", "http://127.0.0.1:9/v3 x",
             "http://127.0.0.1:9/v3\n", "://", "http://", "https://127.0.0.1:9/v3"]
-connector_opts = st.lists(st.one_of(
-    st.tuples(st.just("--initiator"), st.one_of(st.sampled_from(fz.GOOD_IQNS),
-                                               st.sampled_from(fz.BAD_IQNS), word)),
-    st.tuples(st.just("--ip"), st.one_of(st.ip_addresses().map(str), word)),
+iqn_arg = fz.mostly(st.sampled_from(fz.GOOD_IQNS), st.one_of(st.sampled_from(fz.BAD_IQNS),
+                                                             word))
+connector_opts = st.tuples(iqn_arg, st.lists(st.one_of(
+    st.tuples(st.just("--ip"), fz.mostly(st.ip_addresses().map(str), word)),
     st.tuples(st.just("--host"), word), st.tuples(st.just("--mountpoint"), word),
     st.tuples(st.just("--multipath"), st.sampled_from(["True", "false", "maybe"])),
     st.tuples(st.just("--platform"), word), st.tuples(st.just("--ostype"), word)),
-    max_size=3).map(lambda pairs: [x for p in pairs for x in p])
+    max_size=2)).map(lambda t: ["--initiator", t[0]] + [x for p in t[1] for x in p])
 
 
 def flat(*parts) -> st.SearchStrategy:
@@ -106,43 +110,45 @@ def flat(*parts) -> st.SearchStrategy:
                                             (p if isinstance(p, list) else [p])])
 
 
-size_arg = st.one_of(st.integers(-2, 102).map(str),
-                     st.sampled_from(["0", "-1", "9" * 30, "1.5", "0x10", "١", "", " 1"]), word)
-commands = st.one_of(
-    flat(st.just("attachment-create"), ident, st.one_of(fz.instance_ref, st.uuids().map(str),
-                                                         word),
-         st.one_of(st.just([]), st.just(["--connect", "True"]),
-                   st.lists(st.sampled_from(["--connect", "True", "False", "yes"]),
-                            max_size=2)),
-         st.one_of(st.just([]), st.tuples(st.just("--mode"),
-                                          st.sampled_from(["rw", "ro", "x"])).map(list)),
+size_arg = fz.mostly(st.integers(1, 5).map(str), st.one_of(
+    st.integers(-2, 102).map(str),
+    st.sampled_from(["0", "-1", "9" * 30, "1.5", "0x10", "١", "", " 1"]), word))
+well_formed = st.one_of(
+    flat(st.just("attachment-create"), vol_id,
+         fz.mostly(fz.instance_ref, st.one_of(st.uuids().map(str), word)),
+         st.sampled_from([[], ["--connect", "True"], ["--connect", "False"]]),
+         fz.mostly(st.just([]), st.sampled_from([["--mode", "rw"], ["--mode", "ro"],
+                                                 ["--mode", "x"]]), 1),
          connector_opts),
-    flat(st.just("attachment-update"), ident, connector_opts),
+    flat(st.just("attachment-update"), att_id, connector_opts),
     flat(st.sampled_from(["attachment-complete", "attachment-delete"]),
-         st.lists(ident, min_size=0, max_size=3)),
-    flat(st.just("attachment-show"), ident),
-    flat(st.just("attachment-list"), st.lists(st.sampled_from(["--volume-id", "--status"]),
-                                              max_size=2), st.lists(st.one_of(ident, word),
-                                                                    max_size=2)),
+         st.lists(att_id, min_size=1, max_size=3)),
+    flat(st.just("attachment-show"), att_id),
+    flat(st.just("attachment-list"), fz.mostly(st.just([]), st.tuples(
+        st.sampled_from(["--volume-id", "--status"]), st.one_of(vol_id, word)).map(list), 1)),
     flat(st.just("volume-create"), size_arg,
          st.lists(st.one_of(st.tuples(st.just("--name"), word).map(list),
                             st.just(["--multiattach"]),
                             st.tuples(st.just("--source"), word).map(list)),
                   max_size=2).map(lambda xs: [x for p in xs for x in p])),
-    flat(st.sampled_from(["volume-show", "volume-delete"]), ident),
-    flat(st.just("volume-extend"), ident, size_arg),
-    st.sampled_from([["volume-list"], ["status"], ["attach", "x"], ["detach", "x"], [],
-                     ["--help"], ["nonsense"], ["volume-list", "extra"]]),
-    st.lists(word, max_size=4),
-)
-global_opts = st.lists(st.one_of(
-    st.just(["--format", "json"]), st.just(["--format", "table"]),
-    st.tuples(st.just("--format"), word).map(list), st.just(["--show-secrets"]),
+    flat(st.sampled_from(["volume-show", "volume-delete"]), vol_id),
+    flat(st.just("volume-extend"), vol_id, size_arg),
+    st.sampled_from([["volume-list"], ["status"]]))
+commands = fz.mostly(well_formed, st.one_of(
+    st.sampled_from([["attach", "x"], ["detach", "x"], [], ["--help"], ["nonsense"],
+                     ["volume-list", "extra"], ["attachment-complete"],
+                     ["attachment-create", "x"]]),
+    st.lists(word, max_size=4)), 3)
+hostile_global = st.one_of(
+    st.tuples(st.just("--format"), word).map(list),
     st.tuples(st.just("--url"), st.sampled_from(BAD_URLS)).map(list),
     st.tuples(st.just("--token-file"), st.sampled_from(
         ["missing", "directory", "nul", "binary", "two-lines", "empty", "spaces", "latin",
-         "good"])).map(lambda t: [t[0], "@" + t[1]])), max_size=2).map(
-    lambda xs: [x for p in xs for x in p])
+         "good"])).map(lambda t: [t[0], "@" + t[1]]))
+global_opts = st.tuples(
+    st.sampled_from([[], ["--format", "json"], ["--show-secrets"],
+                     ["--format", "json", "--show-secrets"]]),
+    fz.mostly(st.just([]), hostile_global, 3)).map(lambda t: t[0] + t[1])
 argv = flat(global_opts, commands)
 
 
