@@ -112,6 +112,9 @@ class BlockBackend(VolumeBackend):
             return _device_size(path)
         except (FileNotFoundError, NotABlockDevice):
             raise
+        except NotADirectoryError:
+            # "/dev/null/x": a path through a non-directory names no device.
+            raise FileNotFoundError(path) from None
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
             raise VolumeBackendError(f"cannot read the size of {path}: {reason}") from None

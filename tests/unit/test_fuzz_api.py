@@ -16,12 +16,14 @@ import json
 import logging
 import os
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, strategies as st
 
 from tests.unit import fuzz_strategies as fz
-from tests.unit.fuzz_requests import Call, Raw, any_call, run_call, v3_call
+from tests.unit.fuzz_requests import (Call, Raw, any_call, check_fault_shape, run_call, send,
+                                      v3_call)
 from tests.unit.fuzz_world import INITIATORS, SecretLog, Template, connector, invariants
 
 @pytest.fixture(scope="module")
@@ -169,3 +171,54 @@ def test_refused_connect_in_create_leaves_no_trace(template, logs, vol, extra, i
     (ans,) = run_sequence(template, logs, "token",
                           [create_with(fz.Ref(vol), conn, **extra)])
     assert ans.status == 409
+
+
+# -- the block backend: "source" is a path the caller names --------------------------------
+@pytest.fixture(scope="module")
+def block_api():
+    """The app over the block backend (registers existing devices under /dev/):
+    the one backend where a request body names a path on this machine."""
+    from iscsiattach.attachments.services import build
+    from iscsiattach.target.fake import FakeBackend
+    from iscsiattach.volumes.block import BlockBackend
+    from tests.unit.fuzz_world import PORTALS, PREFIX, make_app
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="iscsiattach-fuzz-block-", dir=base) as tmp:
+        services = build(os.path.join(tmp, "state"), FakeBackend(prefix=PREFIX),
+                         BlockBackend(), PORTALS, max_size_gib=100)
+        yield services, make_app(services)
+        services.store.engine.dispose()
+
+
+DEVICE_PATHS = ["/dev/null", "/dev/null/x", "/dev/zero/../sda", "/dev/../etc/passwd",
+                "/dev/disk", "/dev/" + "a" * 300, "/dev/" + "a" * 250, "/dev/nonexistent",
+                "/dev/fd/0", "/dev/stdin", "/dev/shm", "/etc/passwd", "dev/sda", "/dev/\x00",
+                "/dev/a,b", "/dev/a\nb", "/dev/loop", "/dev//sda", "/dev/./null",
+                "/dev/disk/by-id/../../null", "/proc/self/fd/0", ""]
+
+
+def register(block_api, source) -> int:
+    """POST a volume with ``source``; its status, after the common checks."""
+    services, app = block_api
+    before = services.store.volumes()
+    ans = send(SimpleNamespace(app=app, refs={}),
+               Call("POST", ("/v3/volumes",), body={"volume": {"size": 1, "source": source}}),
+               "token")
+    assert ans.status < 500, (source, ans.data)
+    if ans.status >= 400:
+        check_fault_shape(ans)
+        assert services.store.volumes() == before
+    else:       # a real device of this machine: registered, never written; forget it
+        services.volumes.delete(json.loads(ans.data)["volume"]["id"])
+    return ans.status
+
+
+@pytest.mark.parametrize("source", DEVICE_PATHS)
+def test_hostile_device_paths_are_refused_cleanly(block_api, source):
+    assert register(block_api, source) == 400
+
+
+@fz.fuzz_settings(100)
+@given(source=st.one_of(fz.any_text.map(lambda t: "/dev/" + t), fz.junk))
+def test_fuzzed_device_paths_never_fail_the_server(block_api, source):
+    assert register(block_api, source) in (202, 400)
