@@ -11,7 +11,19 @@ from benchlib import plots
 from benchlib.report import Report
 
 
+def failed_sections(data: dict[str, Any]) -> list[str]:
+    return [f"{section}/{key}: {value['error']}"
+            for section, items in data.get("sections", {}).items()
+            for key, value in items.items() if isinstance(value, dict) and "error" in value]
+
+
 def main() -> int:
+    if sys.argv[1] == "--check":
+        # CI smoke: every measurement ran (times are never judged).
+        bad = failed_sections(json.loads(Path(sys.argv[2]).read_text()))
+        for line in bad:
+            print(f"tools/bench: failed: {line}", file=sys.stderr)
+        return 1 if bad else 0
     src, docs = Path(sys.argv[1]), Path(sys.argv[2])
     docs.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = json.loads(src.read_text())
