@@ -56,8 +56,10 @@ class Report:
                 f"{m.get('commit')}, profile `{m.get('profile')}`")
 
     def render(self, docs: Path) -> str:
+        from benchlib import findings
         parts = [T.header(self), self.control(), self.concurrency(), self.e2e(),
-                 self.restore(), self.datapath(), self.footprint(), T.errors(self)]
+                 self.restore(), self.datapath(), self.footprint(), findings.section(self),
+                 T.errors(self)]
         return "\n".join(p for p in parts if p) + "\n"
 
     # -- item 1 ------------------------------------------------------------
