@@ -73,6 +73,7 @@ def host(rep) -> list[str]:
         f"create itself (the LIO work the floor's prepared target did not need) is "
         f"{_fmt(api)}. Each program start is slow in a TCG guest, which inflates the "
         "subprocess share against the floor's four.",
+        _fix_effect(e),
         "* Fixes, in order of gain here: (1) build the connector from the iSCSI connector "
         "alone (`ISCSIConnector.get_connector_properties`), not os-brick's all-protocol "
         "`get_connector_properties` — six programs fewer; (2) wait for udev's by-id link "
@@ -82,6 +83,24 @@ def host(rep) -> list[str]:
         "remains is os-brick's own sequence of iscsiadm calls (node list, new, several "
         "updates, session list, login, startup update, rescan), which no os-brick setting "
         "shortens."]
+
+
+def _fix_effect(e: dict) -> str:
+    def parts(key: str):
+        att = (e.get(key) or {}).get("attach") or {}
+        conn = (att.get("details") or {}).get("os_brick_connect_detail") or {}
+        return (_p50(conn, "sleep_s_p50", "p50_ms"), _p50(conn, "subprocess_s_p50", "p50_ms"),
+                _p50(att, "phases", "total", "p50_ms"), conn.get("sleep_sites", []))
+    s0, p0, t0, _ = parts("iscsiattach")
+    s1, p1, t1, sites1 = parts("iscsiattach_udev_wait")
+    if s0 is None or s1 is None:
+        return "* The udev-link wait variant was not measured in this run."
+    gone = not any(site.startswith("iscsi.py") for site in sites1)
+    return (f"* The udev-link wait, measured: os-brick's sleeps during connect went from "
+            f"{_fmt(s0)} to {_fmt(s1)} (p50){'; its fixed WWN sleep never ran' if gone else ''}. "
+            f"The totals ({_fmt(t0)} vs {_fmt(t1)}) also carry the subprocess time "
+            f"({_fmt(p0)} vs {_fmt(p1)}), which varied more than that between the two runs "
+            "on this shared CPU: compare the sleep column, not the totals.")
 
 
 def restore(rep) -> list[str]:
