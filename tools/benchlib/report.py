@@ -47,7 +47,13 @@ class Report:
         return node
 
     def stages(self) -> list[int]:
-        return sorted(int(k) for k in self.s.get("restore_ours", {}))
+        """Sizes whose stage ran (a stage the time budget skipped is left out)."""
+        return sorted(int(k) for k, v in self.s.get("restore_ours", {}).items()
+                      if isinstance(v, dict) and "ready_s" in v)
+
+    def skipped(self) -> list[str]:
+        return [f"{section}/{key}" for section, items in self.s.items()
+                for key, value in items.items() if isinstance(value, dict) and "skipped" in value]
 
     def where(self) -> str:
         m = self.meta

@@ -150,11 +150,15 @@ Measured on: {rep.where()}. Command: `tools/bench` (sections `footprint`, `resta
 
 
 def errors(rep) -> str:
+    skipped = rep.skipped()
+    note = ("\n## Not measured in this run\n\nThe run's time budget (the VM shared a 2-core "
+            "machine with other VMs, which slowed everything several-fold) ended before: "
+            + ", ".join(f"`{s}`" for s in skipped) + ".\n") if skipped else ""
     bad = []
     for section, items in rep.s.items():
         for key, value in items.items():
             if isinstance(value, dict) and "error" in value:
                 bad.append(f"* `{section}/{key}`: {value['error']}")
     if not bad:
-        return ""
-    return "\n## Measurements that failed in this run\n\n" + "\n".join(bad) + "\n"
+        return note
+    return note + "\n## Measurements that failed in this run\n\n" + "\n".join(bad) + "\n"
