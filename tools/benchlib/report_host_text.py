@@ -80,8 +80,8 @@ subprocesses, which os-brick offers no setting for.
 
 
 def restore_text(rep, rows, fit, ctl_raw: dict) -> str:
-    fit_txt = (f"Fit through the targetctl points: t ≈ {fit[0]:.2e}·N² + {fit[1]:.3f}·N s."
-               if fit else "Too few targetctl points for a fit.")
+    fit_txt = (f"targetctl where not measured: t ≈ {fit[0]:.2e}·N² + {fit[1]:.3f}·N s, from "
+               f"{fit[2]}." if fit else "No targetctl point in this run.")
     failed = [f"{n}: {d.get('errors')} errors {d.get('stderr', '')[:200]}"
               for n, d in ctl_raw.items() if isinstance(d, dict) and d.get("errors")]
     return f"""
@@ -99,7 +99,7 @@ holds none of those objects (same restore work, no wipe). It is quadratic:
 for each LUN, `LUN.setup()` scans all storage objects, and each new storage
 object without an index scans for a free one. targetctl was measured at
 the sizes shown (it takes ~13 min at 1000 in this VM when uncontended); the
-1000 figure is from the fit below unless measured.
+1000 figure is estimated as said below the table unless measured.
 
 Measured on: {rep.where()}. Command: `tools/bench` (sections `restore_ours`, `restore_targetctl`).
 
