@@ -9,6 +9,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # Buffered: a reply leaves in one send, not one per header line, so a
+    # crash never hands a client a status line without its headers and body.
+    wbufsize = -1
+
     # The application logs one line per request itself (with its request id).
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
         pass

@@ -62,3 +62,44 @@ def test_volume_delete_removes_temporary_files_of_its_own_volume_only(tmp_path):
     other.touch()
     svc.volumes.delete(vol.id)
     assert sorted(os.listdir(volumes)) == [other.name]
+
+
+def test_a_reply_leaves_in_one_send(monkeypatch):
+    """Found by tools/crash-suite: the WSGI server wrote the status line, Date,
+    Server and the other headers in separate sends; a kill between them left a
+    client "200" with no Content-Length and an empty body, not a lost reply."""
+    import socket
+    import threading
+    import urllib.request
+
+    from iscsiattach.api.server import make_server
+
+    sent: list[bytes] = []
+    real_send, real_sendall = socket.socket.send, socket.socket.sendall
+
+    def send(self, data, *args):
+        sent.append(bytes(data))
+        return real_send(self, data, *args)
+
+    def sendall(self, data, *args):
+        sent.append(bytes(data))
+        return real_sendall(self, data, *args)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", "11")])
+        return [b'{"a": true}']
+    server = make_server("127.0.0.1", 0, app, None, None)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(socket.socket, "send", send)
+        monkeypatch.setattr(socket.socket, "sendall", sendall)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
+            assert resp.read() == b'{"a": true}'
+    finally:
+        server.shutdown()
+        server.server_close()
+    replies = [s for s in sent if s.startswith(b"HTTP/") or not s.startswith(b"GET ")]
+    assert len(replies) == 1, replies
+    assert b"Content-Length: 11\r\n" in replies[0] and replies[0].endswith(b'{"a": true}')
