@@ -111,7 +111,7 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
             w.resolve()
         problems = ctx.outside.problems(held_ids(workers))
         problems += [u for w in workers for u in w.tally.unexpected]
-        problems += [f"worker {w.n} died: {w.error!r}" for w in workers if w.error]
+        problems += [f"worker {w.n} died: {w.trace}" for w in workers if w.error]
         for w in workers:
             w.tally.unexpected.clear()
         if problems:

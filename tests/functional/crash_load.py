@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import traceback
 import uuid
 from dataclasses import dataclass, field
 
@@ -63,6 +64,7 @@ class Worker(threading.Thread):
         self.resume = threading.Event()
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.trace = ""
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
@@ -76,6 +78,7 @@ class Worker(threading.Thread):
                     self.ops_left -= 1
         except BaseException as exc:       # noqa: BLE001 - reported by the driver
             self.error = exc
+            self.trace = traceback.format_exc(limit=8)
         finally:
             self.parked.set()
 
@@ -89,6 +92,11 @@ class Worker(threading.Thread):
         try:
             status, data = call(method, path, body, self.token)
         except LOST:
+            self.pending = Pending(op, args)
+            return None, None
+        if status == 200 and data is None:
+            # A reply torn by the kill (status line, no headers, no body):
+            # as good as lost, whatever the status said.
             self.pending = Pending(op, args)
             return None, None
         self.tally.count(op, status)

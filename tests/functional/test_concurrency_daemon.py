@@ -20,7 +20,9 @@ OPS_PER_WORKER = 15
 def ctx(tmp_path_factory, scratch_fs):
     root = tmp_path_factory.mktemp("concurrency")
     volumes = scratch_fs / "concurrency-volumes"
-    daemon = Daemon(root / "state", volumes)
+    # The periodic reconciler runs during the load too: it must never undo
+    # a request's work nor race one into an inconsistent state.
+    daemon = Daemon(root / "state", volumes, "[reconciler]\ninterval = 5\n")
     daemon.start(timeout=600)
     outside = Outside(daemon.state, volumes)
     yield Ctx(daemon, outside)
