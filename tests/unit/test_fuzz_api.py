@@ -24,7 +24,8 @@ from hypothesis import given, strategies as st
 from tests.unit import fuzz_strategies as fz
 from tests.unit.fuzz_requests import (Call, Raw, any_call, check_fault_shape, run_call, send,
                                       v3_call)
-from tests.unit.fuzz_world import INITIATORS, SecretLog, Template, connector, invariants
+from tests.unit.fuzz_world import (CASES, INITIATORS, SecretLog, Template, connector,
+                                   invariants)
 
 @pytest.fixture(scope="module")
 def template():
@@ -201,6 +202,7 @@ def register(block_api, source) -> int:
     """POST a volume with ``source``; its status, after the common checks."""
     services, app = block_api
     before = services.store.volumes()
+    CASES["api requests (block backend)"] += 1
     ans = send(SimpleNamespace(app=app, refs={}),
                Call("POST", ("/v3/volumes",), body={"volume": {"size": 1, "source": source}}),
                "token")
