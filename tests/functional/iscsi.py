@@ -86,8 +86,14 @@ class Node:
             glob.glob(base + f",*/{glob.escape(self.iface or 'default')}")
         if self.iface:
             hits = [p for p in hits if p.endswith("/" + self.iface)]
+        if not hits and self.iface:
+            # Wherever this open-iscsi keeps a non-default iface's record.
+            hits = [str(p) for p in Path("/etc/iscsi/nodes", self.iqn).rglob(self.iface)
+                    if p.is_file()]
         if len(hits) != 1:
-            raise AssertionError(f"expected one node record for {self.iqn}, found {hits}")
+            tree = [str(p) for p in Path("/etc/iscsi/nodes", self.iqn).rglob("*")]
+            raise AssertionError(f"expected one node record for {self.iqn} "
+                                 f"(iface {self.iface}), found {hits}; records: {tree}")
         return Path(hits[0])
 
     def _write_secrets(self, secrets: dict[str, str]) -> None:

@@ -78,13 +78,17 @@ def _aligned(data: bytes) -> memoryview:
     return buf
 
 
+def iqn_of(volume_id: str) -> str:
+    return f"{PREFIX}volume-{volume_id}"
+
+
 def sessions_to(target_iqn: str) -> list[str]:
     return [s for s in glob.glob("/sys/class/iscsi_session/session*")
             if Path(s, "targetname").read_text().strip() == target_iqn]
 
 
 def acls_of(volume_id: str) -> list[str]:
-    acls = CONFIGFS / "iscsi" / f"{PREFIX}{volume_id}" / "tpgt_1" / "acls"
+    acls = CONFIGFS / "iscsi" / iqn_of(volume_id) / "tpgt_1" / "acls"
     return sorted(p.name for p in acls.iterdir()) if acls.is_dir() else []
 
 
@@ -120,7 +124,7 @@ def test_two_volumes_at_once_get_distinct_confirmed_devices(daemon, side):
     assert [read_block(g.device) for g in got] == payloads
     for v in vids:
         side.detach(v)
-    assert all(not sessions_to(PREFIX + v) for v in vids)
+    assert all(not sessions_to(iqn_of(v)) for v in vids)
 
 
 def test_multiattach_twice_on_one_host_detached_one_at_a_time(daemon, side):
@@ -140,7 +144,7 @@ def test_multiattach_twice_on_one_host_detached_one_at_a_time(daemon, side):
     assert acls_of(vid) == [initiator_name()]
 
     side.detach(second.attachment_id)
-    assert not sessions_to(PREFIX + vid) and acls_of(vid) == []
+    assert not sessions_to(iqn_of(vid)) and acls_of(vid) == []
 
 
 class WrongVolumeApi(ApiAdapter):
@@ -164,7 +168,7 @@ def test_a_stale_device_is_never_handed_out_or_read_as_another_volume(daemon, si
     a_vid, b_vid = new_volume(daemon), new_volume(daemon)
     a = side.attach(a_vid)
     write_block(a.device, os.urandom(BLOCK))
-    for s in sessions_to(PREFIX + a_vid):       # fail the stale I/O in 5 s, not 120
+    for s in sessions_to(iqn_of(a_vid)):       # fail the stale I/O in 5 s, not 120
         Path(s, "recovery_tmo").write_text("5")
     assert call("DELETE", f"/attachments/{a.attachment_id}", token=daemon.token)[0] == 200
     assert acls_of(a_vid) == []
@@ -174,7 +178,7 @@ def test_a_stale_device_is_never_handed_out_or_read_as_another_volume(daemon, si
                      str(side.records.parent))
     with pytest.raises(StepFailed, match=f"confirm device failed: .*not volume {a_vid}"):
         wrong.attach(a_vid)
-    assert not sessions_to(PREFIX + b_vid)
+    assert not sessions_to(iqn_of(b_vid))
     assert call("GET", f"/attachments?volume_id={b_vid}", token=daemon.token)[1] == \
         {"attachments": []}
 
@@ -191,4 +195,4 @@ def test_a_stale_device_is_never_handed_out_or_read_as_another_volume(daemon, si
 
     side.detach(a.attachment_id, force=True)     # gone on the storage side: no error
     side.detach(b_vid)
-    assert not sessions_to(PREFIX + a_vid) and not sessions_to(PREFIX + b_vid)
+    assert not sessions_to(iqn_of(a_vid)) and not sessions_to(iqn_of(b_vid))

@@ -47,7 +47,7 @@ class TpgWatch:
 
     def check(self) -> list[str]:
         bad = []
-        for target in (CONFIGFS / "iscsi").glob(PREFIX.replace(":", "*") + "*"):
+        for target in [t for t in (CONFIGFS / "iscsi").iterdir() if t.name.startswith(PREFIX)]:
             tpg = target / "tpgt_1"
             try:
                 for name, want in SECURE_TPG_ATTRIBUTES.items():
@@ -135,7 +135,7 @@ def test_login_refusal_matrix(services, ifaces):
         # SendTargets shows each initiator only what it may see.
         services.attachments.create(other_vol.id, str(uuid.uuid4()), connector(OTHER))
         assert discovered(me) == {info["target_iqn"]}
-        assert discovered(OTHER) == {PREFIX + other_vol.id}
+        assert discovered(OTHER) == {f"{PREFIX}volume-{other_vol.id}"}
         assert discovered(STRANGER) == set()
 
         # Writes on a read-only attachment are refused by the target.
@@ -161,4 +161,4 @@ def test_login_refusal_matrix(services, ifaces):
     assert watch.violations == [] and watch.samples > 10
     for node in nodes:
         node.delete()
-    assert os.path.exists(CONFIGFS / "iscsi" / (PREFIX + other_vol.id))
+    assert os.path.exists(CONFIGFS / "iscsi" / f"{PREFIX}volume-{other_vol.id}")

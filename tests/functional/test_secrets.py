@@ -109,7 +109,7 @@ def test_no_secret_leaks_anywhere_during_a_full_flow(tmp_path, scratch_fs, backe
             call("POST", "/attachments", {"attachment": {"volume_uuid": vid,
                                                          "connector": "bogus"}}, token),
             call("GET", "/volumes", token=token[:-1])]
-        acl_auth = CONFIGFS / "iscsi" / (PREFIX + vid) / "tpgt_1" / "acls" / \
+        acl_auth = CONFIGFS / "iscsi" / f"{PREFIX}volume-{vid}" / "tpgt_1" / "acls" / \
             initiator_name() / "auth"
         modes = {name: stat.S_IMODE(os.stat(acl_auth / name).st_mode)
                  for name in ("password", "password_mutual")}
