@@ -7,7 +7,7 @@ store and target in agreement after every success.
 
 Each example restores the same seeded world (volumes available, reserved,
 attaching, in-use, multiattach, error; attachments in every status) and
-sends one to four requests. ISCSIATTACH_FUZZ=full (tools/fuzz) runs 25x
+sends one to five requests in a row. ISCSIATTACH_FUZZ=full (tools/fuzz) runs 25x
 the cases with random seeds.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tests.unit.fuzz_requests import (Call, Raw, any_call, check_fault_shape, ru
                                       v3_call)
 from tests.unit.fuzz_world import (CASES, INITIATORS, SecretLog, Template, connector,
                                    invariants)
+
 
 @pytest.fixture(scope="module")
 def template():
