@@ -131,16 +131,28 @@ def detach(token: str, attachment_id: str) -> None:
         raise RuntimeError(f"attachment delete {attachment_id}: HTTP {status}")
 
 
-def control_plane(token: str, volumes: list[str], samples: int) -> dict[str, Any]:
-    """Attachment create-with-connector and delete, one at a time."""
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0     # utime+stime, USER_HZ
+
+
+def control_plane(token: str, volumes: list[str], samples: int,
+                  pid: int | None = None) -> dict[str, Any]:
+    """Attachment create-with-connector and delete, one at a time; with the
+    daemon's pid, also its CPU seconds per operation (not inflated by
+    waiting for a shared CPU, unlike wall time)."""
     creates, deletes = [], []
+    cpu0 = cpu_seconds(pid) if pid else None
     for i in range(samples):
         vid = volumes[i % len(volumes)]
         dt, att = timed(attach, token, vid, f"iqn.1994-05.com.example:bench-cp-{i}")
         creates.append(dt)
         deletes.append(timed(detach, token, att["id"])[0])
-    return {"create": summary(creates), "delete": summary(deletes),
-            "create_raw": creates, "delete_raw": deletes}
+    out = {"create": summary(creates), "delete": summary(deletes),
+           "create_raw": creates, "delete_raw": deletes}
+    if pid:
+        out["cpu_per_op_ms"] = round(1e3 * (cpu_seconds(pid) - cpu0) / (2 * samples), 1)
+    return out
 
 
 def concurrency(token: str, volumes: list[str], clients: int, cycles: int) -> dict[str, Any]:
@@ -175,8 +187,7 @@ def concurrency(token: str, volumes: list[str], clients: int, cycles: int) -> di
 def footprint(pid: int, window: float) -> dict[str, Any]:
     """RSS now, and CPU seconds used over ``window`` seconds of idling."""
     def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / 100.0     # utime+stime, USER_HZ
+        return cpu_seconds(pid)
     rss_kib = next(int(line.split()[1]) for line in
                    Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("VmRSS:"))

@@ -48,7 +48,7 @@ large N, as they take minutes each).
 
 Measured on: {rep.where()}. Command: `tools/bench` (sections `control_*`).
 
-| existing exports | ours create p50 / p95 | ours delete p50 / p95 | (a) create / delete p50 (samples) | (b) create / delete p50 (samples) | (a) / ours create / delete | (b) / ours create / delete | ours samples |
+| existing exports | ours create p50 / p95 (min) | ours delete p50 / p95 (min) | (a) create / delete p50 (samples) | (b) create / delete p50 (samples) | (a) / ours create / delete | (b) / ours create / delete | ours samples |
 |---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + """
 

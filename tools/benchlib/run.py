@@ -125,7 +125,7 @@ class Run:
         self.section("restore_ours", str(n), self.start_stage, n)
         self.section("footprint", str(n), ours.footprint, self.daemon.proc.pid, p.idle_window)
         self.section("control_ours", str(n), ours.control_plane, self.daemon.token,
-                     self.spares[:4], p.ours_samples)
+                     self.spares[:4], p.ours_samples, self.daemon.proc.pid)
         self.section("control_rtslib", str(n), self.rts, n, p.rts_samples.get(n, 1))
         hr = self.host_items() if n == p.stages[0] else None
         if n == p.concurrency_stage:
