@@ -24,6 +24,9 @@ class _QuietHandler(WSGIRequestHandler):
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of clients (hosts racing
+    # for a volume) overflowed it and got their connections reset.
+    request_queue_size = socket.SOMAXCONN
 
 
 class ThreadingWSGIServer6(ThreadingWSGIServer):
@@ -32,6 +35,7 @@ class ThreadingWSGIServer6(ThreadingWSGIServer):
 
 class UnixWSGIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer, WSGIServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
 
     def server_bind(self) -> None:
         path = self.server_address

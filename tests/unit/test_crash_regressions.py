@@ -103,3 +103,49 @@ def test_a_reply_leaves_in_one_send(monkeypatch):
     replies = [s for s in sent if s.startswith(b"HTTP/") or not s.startswith(b"GET ")]
     assert len(replies) == 1, replies
     assert b"Content-Length: 11\r\n" in replies[0] and replies[0].endswith(b'{"a": true}')
+
+
+def test_a_burst_of_50_clients_is_served_not_reset():
+    """Found by test_concurrency_daemon (50 hosts racing for one volume): the
+    listen backlog was socketserver's 5, and a burst got connections reset."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from iscsiattach.api.server import make_server
+
+    guard = threading.Lock()
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        with guard:             # one at a time, as under one volume's lock
+            pass
+        start_response("409 Conflict", [("Content-Type", "application/json"),
+                                        ("Content-Length", "2")])
+        return [b"{}"]
+    server = make_server("127.0.0.1", 0, app, None, None)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors: list[str] = []
+    start = threading.Barrier(50)
+
+    def client() -> None:
+        start.wait()
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"x" * 300), timeout=60)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                errors.append(f"HTTP {exc.code}")
+        except OSError as exc:
+            errors.append(repr(exc))
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=client) for _ in range(50)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []
