@@ -38,16 +38,19 @@ def test_50_hosts_race_for_one_volume_one_wins_49_conflicts(ctx):
 
     def race(i: int) -> None:
         start.wait()
-        results[i] = call("POST", "/attachments", {"attachment": {
-            "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()),
-            "connector": connector(f"race-{i}")}}, ctx.token)
+        try:
+            results[i] = call("POST", "/attachments", {"attachment": {
+                "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()),
+                "connector": connector(f"race-{i}")}}, ctx.token)
+        except OSError as exc:      # e.g. a connection reset: a failure, shown below
+            results[i] = (None, repr(exc))
     threads = [threading.Thread(target=race, args=(i,)) for i in range(RACERS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(600)
-    statuses = sorted(r[0] for r in results)
-    assert statuses == [200] + [409] * (RACERS - 1)
+    statuses = sorted((r[0] or 0) for r in results)
+    assert statuses == [200] + [409] * (RACERS - 1), [r for r in results if r[0] is None]
     for status, body in results:
         if status == 409:
             assert body["conflictingRequest"]["code"] == 409
@@ -79,6 +82,7 @@ def test_mixed_load_over_20_volumes_keeps_every_invariant(ctx):
     # Nothing leaked: after every client deletes what it holds, nothing is left.
     cleanup(ctx, vids)
     assert ctx.outside.problems() == []
-    assert ctx.outside.lio.list_exports() == []
-    assert ctx.outside.svc.store.volumes() == []
-    assert ctx.outside.svc.store.attachments(include_detached=True) == []
+    assert [v for v in ctx.outside.lio.list_exports() if v in vids] == []
+    assert [v for v in ctx.outside.svc.store.volumes() if v.id in vids] == []
+    assert [a for a in ctx.outside.svc.store.attachments(include_detached=True)
+            if a.volume_id in vids] == []
