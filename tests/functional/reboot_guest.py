@@ -33,7 +33,7 @@ from iscsiattach.host.attach import GIB, HostSide
 from iscsiattach.host.confirm import Expected, confirm
 from tests.functional.daemon import URL, Daemon, call
 
-MNT = Path("/mnt/iscsiattach-persist")
+MNT = Path("/tmp/iscsiattach-persist")     # the guest's / is read-only; /tmp is not
 VOLUMES = 3
 DATA = 4 << 20
 
