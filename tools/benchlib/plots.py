@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STYLE = {"iscsiattachd (REST)": "o-", "rtslib + save_to_file (Cinder way)": "s--",
+STYLE = {"iscsiattachd (REST)": "o-", "rtslib + save_to_file (Cinder way)": "s--",  # noqa: E501
          "targetcli one-shot": "^:"}
 
 
@@ -86,7 +86,7 @@ def restore(ours: list[tuple[int, float]], ctl: list[tuple[int, float]],
     if ctl:
         ax.plot(*zip(*sorted(ctl)), "s", color="tab:red", label="targetctl restore (measured)")
     if ctl_fit:
-        ax.plot(*zip(*sorted(ctl_fit)), ":", color="tab:red", label="targetctl, a·N²+b·N fit")
+        ax.plot(*zip(*sorted(ctl_fit)), ":", color="tab:red", label="targetctl, a·N²+b·N estimate (see text)")
     ax.set_xlabel("exports restored (LIO empty)")
     ax.set_ylabel("seconds")
     ax.set_title("restore after a reboot")

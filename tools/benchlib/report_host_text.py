@@ -71,11 +71,12 @@ rescans in `_connect_vol`, which also sleep 1 s per attempt when the device
 is not in sysfs yet). What removes it is waiting for the link itself:
 poll for `/dev/disk/by-id/scsi-<wwid>` at a fine interval (10 ms, up to
 10 s) before os-brick's first look, so that look succeeds as soon as udev
-is done — measured above as "udev-link wait". The detach side spends its
-time in subprocesses (`blockdev --flushbufs`, `iscsiadm` logout and node
-delete, several `iscsiadm -m session` / `-m node` reads) and in
-`wait_for_volumes_removal()`'s 0.5 s poll; a faster detach needs fewer
-subprocesses, which os-brick offers no setting for.
+is done — measured above as "udev-link wait". The detach side has no fixed
+wait in these runs (its removal poll found the device gone at once): its
+time is nine programs (discoverydb and node and session reads, multipathd,
+`blockdev --flushbufs`, the SCSI delete via `tee`, a node.startup update,
+logout, node delete) against the floor's two; os-brick offers no setting
+to skip the reads.
 """
 
 
