@@ -153,8 +153,8 @@ def startup_note(rep) -> str:
     return (f"The difference between the two iscsiattachd columns is the process start "
             f"before the first reconcile: in this VM `python -c pass` took "
             f"{_s(st.get('python'))}, `import iscsiattach.cmd.daemon` "
-            f"{_s(st.get('import_daemon'))} (of which `import alembic` alone "
+            f"{_s(st.get('import_daemon'))} and, in a separate process, `import alembic` alone "
             f"{_s(st.get('import_alembic'))}, `import rtslib_fb` "
-            f"{_s(st.get('import_rtslib'))}), then the store's schema check "
+            f"{_s(st.get('import_rtslib'))} (each a new process on a shared CPU: noisy), then the store's schema check "
             f"(alembic) and the API setup. targetctl pays its own interpreter start "
             f"and rtslib import too.")
