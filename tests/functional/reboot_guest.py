@@ -100,6 +100,10 @@ def after() -> dict:
     login = subprocess.run(["iscsiadm", "-m", "node", "--loginall=automatic"],
                            capture_output=True, text=True, timeout=300)
     assert login.returncode == 0, login.stderr
+    # os-brick sets node.session.scan=manual: like os-brick on reconnect,
+    # scan the sessions' hosts for their LUNs.
+    for host in Path("/sys/class/iscsi_host").iterdir():
+        Path("/sys/class/scsi_host", host.name, "scan").write_text("- - -")
     subprocess.run(["udevadm", "settle", "--timeout=60"], check=False)
     side = host_side(d.token)
     for want in expect:
