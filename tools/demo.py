@@ -75,7 +75,8 @@ def start_daemon(work: Path) -> subprocess.Popen:
     log = open(work / "iscsiattachd.log", "w")
     proc = subprocess.Popen([str(BIN / "iscsiattachd"), "--config-file", str(conf)],
                             stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(300):
+    end = time.monotonic() + 600        # a cold, busy TCG guest imports slowly
+    while time.monotonic() < end:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=1)
         except urllib.error.HTTPError:
