@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from iscsiattach.cli import host, output
 from iscsiattach.cli.client import (DEFAULT_URL, Client, CliError, fault_message, load_token,
                                     query, segment)
+from iscsiattach.host.initiator import local_initiator
 
 API_VERSION = "3.54"
 ATTACHMENT_COLUMNS = [("id", "ID"), ("volume_id", "Volume ID"), ("status", "Status"),
@@ -52,17 +53,6 @@ def boolean(text: str) -> bool:
     if text.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, not {text!r}")
-
-
-def local_initiator() -> str | None:
-    try:
-        with open("/etc/iscsi/initiatorname.iscsi") as f:
-            for line in f:
-                if line.startswith("InitiatorName="):
-                    return line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def add_connector_args(p: argparse.ArgumentParser) -> None:

@@ -9,13 +9,19 @@ values straight into the node record (0600) instead.
 """
 from __future__ import annotations
 
-import os
-import warnings
 import glob
+import os
+import platform
+import socket
+import sys
 import tempfile
+import time
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from iscsiattach.exception import IscsiAttachError
+from iscsiattach.host.initiator import local_initiator
 
 _READY: set[str] = set()
 
@@ -46,13 +52,23 @@ def setup(lock_path: str) -> None:
 
 
 def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
-    from os_brick.initiator import connector
-    props = connector.get_connector_properties("", my_ip or "127.0.0.1", multipath,
-                                               enforce_multipath=False)
-    if not props.get("initiator"):
+    """This host's connector: the fields of os-brick's get_connector_properties()
+    that an iSCSI attachment uses (platform, os_type, ip, host, multipath,
+    enforce_multipath, initiator).
+
+    os-brick's own function asks the connector of every protocol and runs six
+    programs (cat, findmnt, blkid, dmidecode, nvme x2) for NVMe and host-uuid
+    fields no iSCSI attachment reads; in a slow guest they cost seconds per
+    attach. The iSCSI connector's only field is the initiator name, which
+    os-brick reads with `cat`; we read the file ourselves (we run as root).
+    """
+    initiator = local_initiator()
+    if not initiator:
         raise BrickError("this host has no iSCSI initiator name "
                          "(/etc/iscsi/initiatorname.iscsi); install open-iscsi")
-    return props
+    return {"platform": platform.machine(), "os_type": sys.platform,
+            "ip": my_ip or "127.0.0.1", "host": socket.gethostname(),
+            "multipath": multipath, "enforce_multipath": False, "initiator": initiator}
 
 
 SECRET_NODE_KEYS = ("node.session.auth.password", "node.session.auth.password_in")
@@ -66,6 +82,11 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
         """os-brick's iSCSI connector, but CHAP secrets go into the node
         record, never onto iscsiadm's command line."""
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            scsi = self._linuxscsi
+            scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
+
         def _iscsiadm_update(self, props, key, value, **kwargs):
             if key in SECRET_NODE_KEYS and value:
                 write_node_secret(props["target_iqn"], props["target_portal"], key, str(value))
@@ -74,6 +95,40 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
 
     return RecordSecretsConnector(root_helper="", use_multipath=multipath,
                                   device_scan_attempts=scan_attempts)
+
+
+UDEV_CONTROL = "/run/udev/control"     # udevd's socket: there only while udevd runs
+
+
+def wait_for_udev(look: Callable[..., str], timeout: float = 10.0,
+                  step: float = 0.01) -> Callable[..., str]:
+    """os-brick's get_sysfs_wwn (``look``), made to wait for udev at a fine step.
+
+    After the login, ISCSIConnector._connect_single_volume (os-brick 7.1)
+    asks LinuxSCSI.get_sysfs_wwn for the new disk's WWN. That returns the WWID
+    from sysfs only once udev's /dev/disk/by-id/scsi-<wwid> link exists, and on
+    a fresh login udev has not run its rules yet: the first look always misses
+    and os-brick sleeps a fixed 1 s before the next one. No os-brick option
+    changes that. Here the first look per device list is repeated every
+    ``step`` until it succeeds (so it returns as soon as udev is done), at
+    most ``timeout``; os-brick's own look decides, so disks with several
+    page-0x83 designators (found through the links) work as before. Multipath
+    devices and hosts without a running udevd (no link will come) skip it.
+    """
+    waited: set[tuple[str, ...]] = set()
+
+    def get_sysfs_wwn(device_names: list[str], mpath: str | None = None) -> str:
+        key = tuple(device_names)
+        if mpath or key in waited or not os.path.exists(UDEV_CONTROL):
+            return look(device_names, mpath)
+        waited.add(key)     # os-brick's later looks (after its sleeps) do not wait again
+        end = time.monotonic() + timeout
+        while True:
+            wwn = look(device_names, mpath)
+            if wwn or time.monotonic() >= end:
+                return wwn
+            time.sleep(step)
+    return get_sysfs_wwn
 
 
 def node_records(target_iqn: str, portal: str, node_dirs=NODE_DIRS) -> list[str]:

@@ -1,0 +1,118 @@
+"""iscsiattach.host.brick's speed-ups over os-brick as is: the connector
+without os-brick's all-protocol probe, and the wait for udev's by-id link
+instead of os-brick's fixed 1 s sleep."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from iscsiattach.host import brick, initiator
+
+WWID = "36001405d6a8c5f0c2f14e8f9a1b2c3d4"
+
+
+class FakeUdev:
+    """sysfs and /dev/disk/by-id as os-brick's LinuxSCSI.get_sysfs_wwn sees
+    them: the disk's WWID is in sysfs at once; the scsi-<wwid> link appears
+    only when "udev" (a timer) gets to it, and the look returns the WWID only
+    once that link exists."""
+
+    def __init__(self, by_id, delay: float | None) -> None:
+        self.by_id, self.looks = by_id, 0
+        self.sysfs = {"sdq": WWID}
+        if delay is not None:
+            self.timer = threading.Timer(delay, self.make_link)
+            self.timer.start()
+
+    def make_link(self) -> None:
+        self.by_id.mkdir(exist_ok=True)
+        (self.by_id / f"scsi-{WWID}").symlink_to("../../sdq")
+
+    def look(self, device_names, mpath=None) -> str:
+        self.looks += 1
+        wwid = next((self.sysfs[d] for d in device_names if d in self.sysfs), "")
+        return wwid if wwid and (self.by_id / f"scsi-{wwid}").is_symlink() else ""
+
+
+@pytest.fixture
+def udevd(tmp_path, monkeypatch):
+    control = tmp_path / "udev-control"
+    control.touch()
+    monkeypatch.setattr(brick, "UDEV_CONTROL", str(control))
+    return control
+
+
+def test_the_first_look_waits_for_the_udev_link(tmp_path, udevd):
+    udev = FakeUdev(tmp_path / "by-id", delay=0.3)
+    assert udev.look(["sdq"]) == ""             # what os-brick's first look sees
+    t0 = time.monotonic()
+    assert brick.wait_for_udev(udev.look)(["sdq"]) == WWID
+    assert 0.3 <= time.monotonic() - t0 < 1.0   # os-brick alone: a miss, then sleep(1)
+    assert udev.looks > 2
+
+
+def test_the_wait_is_bounded_and_happens_once(tmp_path, udevd):
+    udev = FakeUdev(tmp_path / "by-id", delay=None)     # the link never comes
+    look = brick.wait_for_udev(udev.look, timeout=0.2)
+    t0 = time.monotonic()
+    assert look(["sdq"]) == ""
+    assert 0.2 <= time.monotonic() - t0 < 1.0
+    looks = udev.looks
+    t0 = time.monotonic()
+    assert look(["sdq"]) == ""                  # os-brick's own retries: no second wait
+    assert time.monotonic() - t0 < 0.1 and udev.looks == looks + 1
+
+
+@pytest.mark.parametrize("why", ["multipath", "no udevd"])
+def test_no_wait_where_no_link_is_coming(tmp_path, udevd, why):
+    udev = FakeUdev(tmp_path / "by-id", delay=None)
+    if why == "no udevd":
+        udevd.unlink()
+    look = brick.wait_for_udev(udev.look, timeout=5.0)
+    t0 = time.monotonic()
+    assert look(["sdq"], "dm-0" if why == "multipath" else None) == ""
+    assert time.monotonic() - t0 < 0.5 and udev.looks == 1
+
+
+def test_our_connector_finds_the_wwn_without_os_bricks_sleep(tmp_path, udevd, monkeypatch):
+    """os-brick's own _connect_single_volume, with the login stubbed: the
+    device is found, udev makes its link 0.3 s later, and the WWN comes back
+    without os-brick's time.sleep(1)."""
+    from os_brick.initiator import linuxscsi
+    udev = FakeUdev(tmp_path / "by-id", delay=0.3)
+    monkeypatch.setattr(linuxscsi.LinuxSCSI, "get_sysfs_wwn",
+                        lambda self, names, mpath=None: udev.look(names, mpath))
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: slept.append(s) or real_sleep(s))
+    conn = brick._iscsi(False)
+    monkeypatch.setattr(conn, "_connect_vol",
+                        lambda rescans, props, data: data["found_devices"].append("sdq"))
+    props = {"target_iqn": "iqn.2010-10.org.x:v", "target_portal": "10.0.0.1:3260",
+             "target_lun": 0}
+    got = conn._connect_single_volume(props)
+    assert got == {"type": "block", "scsi_wwn": WWID, "path": "/dev/sdq"}
+    assert 1 not in slept and slept        # polled at our step, never os-brick's 1 s
+
+
+def test_the_connector_runs_no_program(tmp_path, monkeypatch):
+    name_file = tmp_path / "initiatorname.iscsi"
+    name_file.write_text("## generated\nInitiatorName=iqn.2004-10.com.example:host-1\n")
+    monkeypatch.setattr(initiator, "INITIATOR_FILE", str(name_file))
+
+    def no_program(*args, **kwargs):
+        raise AssertionError(f"ran a program: {args[0]}")
+    monkeypatch.setattr(subprocess, "Popen", no_program)
+    props = brick.connector_properties("10.0.0.9", True)
+    assert props == {"initiator": "iqn.2004-10.com.example:host-1", "ip": "10.0.0.9",
+                     "host": socket.gethostname(), "multipath": True,
+                     "enforce_multipath": False, "platform": props["platform"],
+                     "os_type": "linux"}
+    assert props["platform"] and brick.connector_properties(None, False)["ip"] == "127.0.0.1"
+    name_file.write_text("# no name yet\n")
+    with pytest.raises(brick.BrickError, match="no iSCSI initiator name"):
+        brick.connector_properties(None, False)
