@@ -7,8 +7,6 @@ import ipaddress
 import re
 import socket
 
-from pyroute2 import IPRoute
-
 from iscsiattach.exception import InvalidInput
 from iscsiattach.target.model import Portal
 
@@ -40,6 +38,10 @@ def resolve_portals(entries: list[str], default_port: int) -> tuple[Portal, ...]
 
 
 def interface_addresses(name: str) -> list[str]:
+    # Imported here, not at the top: pyroute2 takes longer to import than the
+    # rest of the daemon's start on a slow machine, and portals given as
+    # addresses (the usual case) never need it.
+    from pyroute2 import IPRoute
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=name)
         if not index:

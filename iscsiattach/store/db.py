@@ -10,13 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from iscsiattach.exception import NotFound
 from iscsiattach.secret import Secret
@@ -90,7 +89,18 @@ class Store:
         sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest revision, keeping the data."""
+        """Bring the schema to the newest revision, keeping the data.
+
+        alembic is imported only when a migration is due: on a slow machine
+        importing it costs more than the rest of the daemon's start, and on
+        almost every start the schema is already at the head revision (one
+        query tells).
+        """
+        head = head_revision()
+        if head is not None and self.revision() == head:
+            return
+        from alembic import command
+        from alembic.config import Config
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
@@ -180,6 +190,23 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(stmt.values(updated_at=utcnow(),
                                             **_attachment_values(values))).rowcount == 1
+
+
+_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(?:[\"']([^\"']+)[\"']|None)\s*$", re.M)
+
+
+def head_revision() -> str | None:
+    """The newest revision in migrations/versions, read from the scripts'
+    ``revision``/``down_revision`` lines without importing alembic; None
+    unless there is exactly one head (then alembic sorts it out)."""
+    revisions, parents = set(), set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((m.group(1), m.group(2)) for m in _REVISION.finditer(script.read_text()))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            parents.add(found.get("down_revision"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _private_file(path: Path) -> None:

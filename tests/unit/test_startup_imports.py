@@ -1,0 +1,51 @@
+"""What starting the daemon imports: alembic only when a migration is due,
+pyroute2 only for portals given as interface names. In the slow VM each of
+them costs more to import than the rest of the daemon's start."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from iscsiattach.store import Store
+from iscsiattach.store.db import MIGRATIONS, head_revision
+
+
+def _modules_after(code: str) -> set[str]:
+    res = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
+                          "print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    return set(res.stdout.split())
+
+
+def test_head_revision_is_alembics_own():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_a_start_on_a_current_store_imports_neither(tmp_path):
+    db = tmp_path / "state" / "db.sqlite"
+    Store(str(db)).upgrade()                    # the first start migrates (alembic)
+    got = _modules_after(
+        "import iscsiattach.cmd.daemon\n"
+        "from iscsiattach.net import resolve_portals\n"
+        "from iscsiattach.store import Store\n"
+        f"s = Store({str(db)!r}); s.upgrade(); assert s.revision() == {head_revision()!r}\n"
+        "assert resolve_portals(['127.0.0.1', '[::1]:3261'], 3260)\n")
+    assert "iscsiattach.cmd.daemon" in got and "sqlalchemy" in got
+    assert not {"alembic", "pyroute2"} & got
+
+
+def test_a_store_behind_the_head_is_migrated(tmp_path):
+    db = tmp_path / "db.sqlite"
+    store = Store(str(db))
+    store.upgrade()
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM alembic_version")
+        conn.exec_driver_sql("DROP TABLE attachments")
+        conn.exec_driver_sql("DROP TABLE volumes")
+    store.upgrade()
+    assert store.revision() == head_revision()
+    assert store.volumes() == []
