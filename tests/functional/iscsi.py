@@ -82,10 +82,11 @@ class Node:
         # A record made with "-o new" is a file <ip>,<port>; one made by
         # discovery is a folder <ip>,<port>,<tpgt> holding "default".
         base = f"/etc/iscsi/nodes/{glob.escape(self.iqn)}/{glob.escape(ip)},{self.portal.port}"
-        hits = [p for p in glob.glob(base) if os.path.isfile(p)] + \
+        # A flat file names its iface inside (one iface per target and
+        # portal in that layout).
+        hits = [p for p in glob.glob(base) if os.path.isfile(p)
+                and _record_iface(p) == (self.iface or "default")] + \
             glob.glob(base + f",*/{glob.escape(self.iface or 'default')}")
-        if self.iface:
-            hits = [p for p in hits if p.endswith("/" + self.iface)]
         if not hits and self.iface:
             # Wherever this open-iscsi keeps a non-default iface's record.
             hits = [str(p) for p in Path("/etc/iscsi/nodes", self.iqn).rglob(self.iface)
@@ -148,6 +149,14 @@ class Node:
 
     def by_path(self) -> str:
         return f"/dev/disk/by-path/ip-{self.portal}-iscsi-{self.iqn}-lun-0"
+
+
+def _record_iface(path: str) -> str:
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "iface.iscsi_ifacename":
+            return value.strip()
+    return "default"
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
