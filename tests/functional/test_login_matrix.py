@@ -6,9 +6,9 @@ time: while enabled, authentication stays on and no demo mode ever shows.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-import threading
 import uuid
 
 import pytest
@@ -21,6 +21,7 @@ from iscsiattach.target.lio_layout import CONFIGFS
 from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
+from tests.functional.sampler import Sampler
 from tests.functional.iscsi import Node, delete_iface, initiator_name, make_iface, wait_for
 
 PORTAL = Portal("127.0.0.1")
@@ -28,23 +29,13 @@ OTHER = "iqn.2004-10.com.example:matrix-other"
 STRANGER = "iqn.2004-10.com.example:matrix-stranger"
 
 
-class TpgWatch:
+class TpgWatch(Sampler):
     """Reads our TPGs' security settings over and over until stopped."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.violations: list[str] = []
-        self.samples = 0
         self.enabled_seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "TpgWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def check(self) -> list[str]:
         bad = []
@@ -71,10 +62,8 @@ class TpgWatch:
                 continue            # made or removed while we looked
         return bad
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.violations += self.check()
-            self.samples += 1
+    def sample(self) -> None:
+        self.violations += self.check()
 
 
 @pytest.fixture
@@ -113,7 +102,7 @@ def discovered(initiator: str) -> set[str]:
             if word.startswith("Target:") and PREFIX in word}
 
 
-def test_login_refusal_matrix(services, ifaces):
+def test_login_refusal_matrix(services, ifaces, results_dir):
     me = initiator_name()
     vol, other_vol, ro_vol = (services.volumes.create(1) for _ in range(3))
     nodes: list[Node] = []
@@ -169,6 +158,9 @@ def test_login_refusal_matrix(services, ifaces):
         assert mine.login().returncode != 0, "login accepted after the attachment was deleted"
         mine.delete()
         assert watch.check() == []
+    (results_dir / "login-matrix.json").write_text(json.dumps(
+        {"tpg_samples": watch.samples, "enabled_tpg_reads": watch.enabled_seen,
+         "violations": watch.violations[:20]}, indent=1))
     assert watch.violations == [] and watch.samples > 10 and watch.enabled_seen > 10
     for node in nodes:
         node.delete()
