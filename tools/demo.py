@@ -18,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from iscsiattach.cli.client import Client
 
 BIN = Path(sys.executable).parent
 PORT = 8776
@@ -75,16 +75,14 @@ def start_daemon(work: Path) -> subprocess.Popen:
     log = open(work / "iscsiattachd.log", "w")
     proc = subprocess.Popen([str(BIN / "iscsiattachd"), "--config-file", str(conf)],
                             stdout=log, stderr=subprocess.STDOUT)
+    client = Client(f"http://127.0.0.1:{PORT}/v3", None, "3.54", timeout=1)
     end = time.monotonic() + 600        # a cold, busy TCG guest imports slowly
     while time.monotonic() < end:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=1)
-        except urllib.error.HTTPError:
-            return proc                      # 300 Multiple Choices: it is serving
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError((work / "iscsiattachd.log").read_text())
-            time.sleep(0.2)
+        if client.serving():
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError((work / "iscsiattachd.log").read_text())
+        time.sleep(0.2)
     raise RuntimeError("iscsiattachd did not start")
 
 

@@ -109,6 +109,14 @@ class Client:
             raise CliError(f"iscsiattachd at {self.url} did not answer in HTTP: "
                            f"{type(exc).__name__}") from None
 
+    def serving(self) -> bool:
+        """Whether the daemon answers its versions document (300 Multiple
+        Choices at the server root): started and serving, not just bound."""
+        try:
+            return self.call("GET", "/", root=True)[0] == 300
+        except CliError:
+            return False
+
     def _unix(self, method, path, data, headers, root) -> tuple[int, Any]:
         sock_path, _, prefix = self.url[5:].partition(":")
         conn = _UnixConnection(sock_path, self.timeout)

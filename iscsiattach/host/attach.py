@@ -100,7 +100,7 @@ class HostSide:
                         ok.wwid, mode)
 
     def detach(self, attachment_or_volume: str, force: bool = False) -> list[str]:
-        records = self._records_for(attachment_or_volume)
+        records = self.find_records(attachment_or_volume)
         done = []
         for rec in records:
             dev = os.path.realpath(rec["device"]["path"])
@@ -135,7 +135,7 @@ class HostSide:
     def _shares_session(self, rec: dict) -> str | None:
         """The id of another recorded attachment on the same target, if any."""
         iqn = rec["connection_info"].get("target_iqn")
-        for other in self._records_for(None):
+        for other in self.find_records(None):
             if (other["attachment_id"] != rec["attachment_id"]
                     and other["connection_info"].get("target_iqn") == iqn):
                 return other["attachment_id"]
@@ -179,7 +179,7 @@ class HostSide:
             json.dump(record, f)
         os.replace(tmp, self.records / f"{att_id}.json")
 
-    def _records_for(self, ident: str | None) -> list[dict]:
+    def find_records(self, ident: str | None) -> list[dict]:
         """Records of an attachment or of every attachment of a volume; all
         records when ident is None."""
         if not self.records.is_dir():

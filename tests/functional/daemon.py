@@ -1,17 +1,15 @@
 """A real iscsiattachd process for functional tests, and a tiny HTTP client."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from iscsiattach import faults
+from iscsiattach.cli.client import CliError, Client
 from tests.functional.conftest import PREFIX
 
 PORT = 18776
@@ -71,16 +69,13 @@ interval = 3600
             self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60) -> None:
+        client = Client(URL, None, "3.54", timeout=2)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             assert self.proc.poll() is None, self.log_since_start()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=2)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 300:
-                    return
-            except OSError:
-                time.sleep(0.2)
+            if client.serving():
+                return
+            time.sleep(0.2)
         raise AssertionError("the daemon did not become ready")
 
     def stop(self) -> None:
@@ -114,19 +109,12 @@ interval = 3600
         return (self.state / "api-token").read_text().strip()
 
 
-def call(method, path, body=None, token=None, version="3.54"):
-    req = urllib.request.Request(URL + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    req.add_header("OpenStack-API-Version", f"volume {version}")
-    if token is not None:
-        req.add_header("X-Auth-Token", token)
+def call(method, path, body=None, token=None, version="3.54", url=URL):
+    """(status, JSON body) of one API request. A daemon that is down raises
+    ConnectionError (an OSError), which load clients catch to retry."""
     try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            data = resp.read()
-            return resp.status, json.loads(data) if data else None
-    except urllib.error.HTTPError as exc:
-        data = exc.read()
-        return exc.code, json.loads(data) if data else None
+        return Client(url, token, version, timeout=120).call(method, path, body)
+    except CliError as exc:
+        raise ConnectionError(str(exc)) from None
 
 

@@ -177,19 +177,27 @@ def sysfs_identity(dev: str) -> tuple[str, str]:
     return wwid, pg80[4:4 + pg80[3]].decode().strip("\x00 ")
 
 
-def write_and_read_back(dev: str, nbytes: int = 4 << 20, offset: int = 0) -> bool:
-    data = os.urandom(nbytes)
-    fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+def checksum_io(dev: str, nbytes: int, data: bytes | None = None, offset: int = 0) -> str:
+    """Write data (when given) or read nbytes at offset with direct I/O,
+    past every cache; the sha256 of what went to or came from the disk."""
+    buf = _aligned(nbytes)
+    fd = os.open(dev, (os.O_RDWR if data else os.O_RDONLY) | os.O_DIRECT)
     try:
-        buf = _aligned(nbytes)
-        buf[:] = data
-        os.pwritev(fd, [buf], offset)
-        os.fsync(fd)
-        back = _aligned(nbytes)
-        os.preadv(fd, [back], offset)
+        if data:
+            buf[:] = data
+            os.pwritev(fd, [buf], offset)
+            os.fsync(fd)
+        else:
+            os.preadv(fd, [buf], offset)
     finally:
         os.close(fd)
-    return hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+    return hashlib.sha256(buf).hexdigest()
+
+
+def write_and_read_back(dev: str, nbytes: int = 4 << 20, offset: int = 0) -> bool:
+    data = os.urandom(nbytes)
+    written = checksum_io(dev, nbytes, data, offset)
+    return checksum_io(dev, nbytes, offset=offset) == written == hashlib.sha256(data).hexdigest()
 
 
 def _aligned(n: int) -> memoryview:

@@ -16,9 +16,7 @@ after:  /etc/iscsi back in place, iscsid restarted, the daemon started on
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import mmap
 import os
 import shutil
 import subprocess
@@ -32,6 +30,7 @@ from iscsiattach.host import brick
 from iscsiattach.host.attach import GIB, HostSide
 from iscsiattach.host.confirm import Expected, confirm
 from tests.functional.daemon import URL, Daemon, call
+from tests.functional.iscsi import checksum_io
 
 MNT = Path("/tmp/iscsiattach-persist")     # the guest's / is read-only; /tmp is not
 VOLUMES = 3
@@ -57,18 +56,7 @@ def host_side(token: str) -> HostSide:
 
 
 def io(dev: str, data: bytes | None = None) -> str:
-    buf = mmap.mmap(-1, DATA)
-    fd = os.open(dev, (os.O_RDWR if data else os.O_RDONLY) | os.O_DIRECT)
-    try:
-        if data:
-            buf[:] = data
-            os.pwritev(fd, [buf], 0)
-            os.fsync(fd)
-        else:
-            os.preadv(fd, [buf], 0)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(buf).hexdigest()
+    return checksum_io(dev, DATA, data)
 
 
 def before() -> dict:
@@ -107,7 +95,7 @@ def after() -> dict:
     subprocess.run(["udevadm", "settle", "--timeout=60"], check=False)
     side = host_side(d.token)
     for want in expect:
-        rec = side._records_for(want["attachment_id"])[0]
+        rec = side.find_records(want["attachment_id"])[0]
         dev = device_of(rec["connection_info"]["target_iqn"])
         confirm(dev, Expected(want["volume_id"], 1 * GIB, False))
         assert io(dev) == want["sha256"], f"volume {want['volume_id']}: data differs"

@@ -41,7 +41,7 @@ def side(daemon, tmp_path):
     made = HostSide(api, brick, str(tmp_path / "host"))
     yield made
     # Whatever a failed test left attached: log out before the backend cleanup.
-    for rec in made._records_for(None):
+    for rec in made.find_records(None):
         made.detach(rec["attachment_id"], force=True)
 
 

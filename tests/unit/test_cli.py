@@ -97,7 +97,7 @@ def test_wrong_token_and_unreachable_daemon(server, capsys, monkeypatch):
     assert rc == 1 and "cannot reach iscsiattachd" in err
 
 
-def test_bad_arguments_exit_2_with_usage(capsys):
+def test_bad_arguments_exit_2_and_say_why(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["attachment-create", "only-one-arg"])
     assert exit_.value.code == 2
@@ -170,3 +170,12 @@ def test_tls_server(services, tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_client_serving_only_while_the_daemon_answers(server):
+    from iscsiattach.cli.client import Client
+    url = f"http://127.0.0.1:{server.server_port}/v3"
+    assert Client(url, None, "3.54", timeout=2).serving()   # no token needed at the root
+    server.shutdown()
+    server.server_close()
+    assert not Client(url, None, "3.54", timeout=2).serving()

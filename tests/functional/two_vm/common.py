@@ -5,10 +5,10 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from iscsiattach.cli.client import Client
 
 STORAGE_IP = "10.213.0.1"
 HOST_IP = "10.213.0.2"
@@ -62,18 +62,7 @@ def wait_for(path: Path, timeout: float, what: str, poll=lambda: None) -> Path:
 
 
 def api(method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(API_URL + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    req.add_header("OpenStack-API-Version", "volume 3.54")
-    req.add_header("X-Auth-Token", token)
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            data = resp.read()
-            return resp.status, json.loads(data) if data else None
-    except urllib.error.HTTPError as exc:
-        data = exc.read()
-        return exc.code, json.loads(data) if data else None
+    return Client(API_URL, token, "3.54", timeout=120).call(method, path, body)
 
 
 def acl_dir(target: str, initiator: str) -> Path:

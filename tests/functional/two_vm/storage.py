@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from iscsiattach.cli.client import Client
 
 from tests.functional.two_vm.common import (
     API_PORT, API_URL, HOST_DONE, HOST_IP, PREFIX, READY, STORAGE_IP, TOKEN, Failure,
@@ -63,18 +63,15 @@ def start_daemon(config: Path) -> subprocess.Popen:
     out = open(results() / "storage-daemon.log", "w")
     proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE), "--config-file",
                              str(config)], stdout=out, stderr=subprocess.STDOUT)
+    client = Client(API_URL, None, "3.54", timeout=5)
     end = time.monotonic() + 300
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise Failure(f"iscsiattachd exited with {proc.returncode} "
                           "(see storage-daemon.log)")
-        try:
-            urllib.request.urlopen(f"http://{STORAGE_IP}:{API_PORT}/", timeout=5)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 300:     # the versions document: it is serving
-                return proc
-        except OSError:
-            time.sleep(0.5)
+        if client.serving():
+            return proc
+        time.sleep(0.5)
     raise Failure("iscsiattachd did not serve its API within 300s")
 
 
