@@ -66,6 +66,19 @@ class Converger:
             return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
         return self.target.drift(want.spec, want.grants)
 
+    def build(self, volume: Volume, attachments: list[Attachment]) -> bool:
+        """Export a volume of which LIO holds nothing (a restore after a
+        reboot) from its store rows, without reading LIO first; True if an
+        export was wanted. Should any of it be there after all, converge."""
+        grants = grants_for(attachments)
+        if not grants:
+            return False
+        spec = ExportSpec(volume.id, self.backing(volume), self.portals)
+        if not self.target.build(spec, grants):
+            LOG.info("volume %s: already in LIO; converging it instead", volume.id)
+            self.converge(volume)
+        return True
+
     def converge(self, volume: Volume):
         """Make LIO match the store for one volume; returns the ExportInfo or None.
 

@@ -6,6 +6,12 @@ converge it when they differ, and put the volume's status back in line with
 its attachments. Then remove exports under our prefix that the store does
 not know (orphans). Foreign targets are never seen: the backend lists only
 our prefix. Each repair is one log line without secrets.
+
+A restore: when LIO holds nothing under our prefix (after a reboot), there
+is nothing to compare, so each export is built straight from the store
+(``TargetBackend.build``: no drift reads, one LIO lock per volume), and a
+volume's status is written only if it changed. Should something of a volume
+appear meanwhile, build() refuses and that volume is converged as usual.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.volumes import VolumeService
 from iscsiattach.exception import NotFound
-from iscsiattach.store import Volume
+from iscsiattach.store import Attachment, Volume
 
 LOG = logging.getLogger(__name__)
 
@@ -58,16 +64,26 @@ class Reconciler:
         self.converger, self.volumes, self.locks = converger, volumes, locks
         self.store = converger.store
 
-    def run(self) -> Report:
+    def run(self, exclusive: bool = False) -> Report:
+        """One pass over every volume. ``exclusive``: nothing else changes the
+        store during this pass (the daemon's first one, before it serves the
+        API), so a restore may read the store once instead of per volume."""
         started = time.monotonic()
         report = Report()
         known = set()
+        restoring = not self.converger.target.list_exports()
+        if restoring:
+            LOG.info("reconcile: LIO holds nothing of ours; building each export from the store")
+        rows = self._attachments_by_volume() if restoring and exclusive else None
         for vol in self.store.volumes():
             known.add(vol.id)
             report.volumes_checked += 1
             try:
                 with self.locks.lock(vol.id):
-                    self._reconcile_volume(vol.id, report)
+                    if restoring:
+                        self._restore_volume(vol, rows, report)
+                    else:
+                        self._reconcile_volume(vol.id, report)
             except Exception as exc:    # noqa: BLE001 - one volume must not stop the pass
                 report.errors.append(f"volume {vol.id}: {exc}")
                 LOG.error("reconcile: volume %s: %s", vol.id, exc)
@@ -99,8 +115,38 @@ class Reconciler:
             report.volumes_repaired += 1
         settled = self.store.settle_volume(vol.id, st.ATTACHABLE, st.volume_status_for)
         if settled:
-            LOG.warning("reconcile: volume %s status %s -> %s", vol.id, vol.status, settled)
-            report.statuses_fixed += 1
+            _status_fixed(vol, settled, report)
+
+    def _attachments_by_volume(self) -> dict[str, list[Attachment]]:
+        by_volume: dict[str, list[Attachment]] = {}
+        for att in self.store.attachments(include_detached=True):
+            by_volume.setdefault(att.volume_id, []).append(att)
+        return by_volume
+
+    def _restore_volume(self, vol: Volume, rows: dict[str, list[Attachment]] | None,
+                        report: Report) -> None:
+        """One volume while LIO holds nothing of ours: its export built from
+        ``rows`` (read once, before the pass) or, when others may be changing
+        the store, from its rows read now, under its lock."""
+        if rows is None:
+            try:
+                vol = self.store.volume(vol.id)
+            except NotFound:
+                return                      # deleted meanwhile
+            atts = self.store.attachments(vol.id, include_detached=True)
+        else:
+            atts = rows.get(vol.id, [])
+        if vol.status in (st.CREATING, st.DELETING, st.EXTENDING):
+            self._reconcile_volume(vol.id, report)      # a crash's leftovers: the full path
+            return
+        if self.converger.build(vol, atts):
+            report.drift_found += 1         # its target was missing
+            report.volumes_repaired += 1
+        # Written only if it changed: a write per volume is a commit per volume.
+        want = st.volume_status_for(a.status for a in atts)
+        if vol.status in st.ATTACHABLE and want != vol.status and \
+                self.store.cas_volume(vol.id, [vol.status], status=want):
+            _status_fixed(vol, want, report)
 
     def _resolve_interrupted(self, vol: Volume, report: Report) -> Volume | None:
         if vol.status == st.DELETING:
@@ -147,6 +193,11 @@ class Reconciler:
                 faults.point("reconcile.before_orphan_removal")
                 self.converger.target.unexport(volume_id)
                 report.orphans_removed += 1
+
+
+def _status_fixed(vol: Volume, status: str, report: Report) -> None:
+    LOG.warning("reconcile: volume %s status %s -> %s", vol.id, vol.status, status)
+    report.statuses_fixed += 1
 
 
 def run_periodically(reconciler: Reconciler, interval: float, stop: threading.Event,

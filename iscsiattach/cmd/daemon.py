@@ -71,7 +71,8 @@ def serve(config: cfg.ConfigOpts) -> None:
     holder: dict[str, Metrics] = {}
     services = build_services(config, lambda s: holder["m"].lio_lock_wait.observe(s))
     metrics = holder["m"] = Metrics(services.store)
-    report = services.reconciler.run()
+    # Exclusive: the API is not served yet, nothing else changes the store.
+    report = services.reconciler.run(exclusive=True)
     metrics.reconciled(report)
     if report.errors:
         LOG.warning("first reconcile finished with %d errors", len(report.errors))

@@ -62,6 +62,13 @@ class TargetBackend(abc.ABC):
         """Create or repair the export of one volume (target, TPG, portals, LUN 0)."""
 
     @abc.abstractmethod
+    def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
+        """Create the export and the grants' ACLs where nothing of this volume
+        exists (a restore after a reboot), without first reading what is there.
+        The result is what export() then authorize() of each grant would make.
+        False, with nothing changed, if any of the volume's export exists."""
+
+    @abc.abstractmethod
     def unexport(self, volume_id: str) -> bool:
         """Remove the export and its storage object; False if nothing was there."""
 

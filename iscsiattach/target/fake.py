@@ -67,6 +67,20 @@ class FakeBackend(TargetBackend):
             tgt.tpg_enabled = True
             return self.export_info(spec)
 
+    def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
+        with self._lock:
+            if self.exists(spec.volume_id):
+                return False
+            self.calls.append("build")
+            check_backing(spec.backing)
+            self.storage_objects[spec.name] = FakeStorageObject(
+                spec.backing, unit_serial(spec.volume_id))
+            self.targets[self.target_iqn(spec.volume_id)] = FakeTarget(
+                tpg_enabled=True, tpg_attributes=dict(SECURE_TPG_ATTRIBUTES),
+                auth_method=AUTH_METHOD, portals=set(spec.portals), lun0=spec.name,
+                acls={g.initiator: FakeAcl(g.chap, {0: g.read_only}) for g in grants})
+            return True
+
     def unexport(self, volume_id: str) -> bool:
         with self._lock:
             self.calls.append("unexport")

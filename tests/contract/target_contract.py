@@ -220,6 +220,44 @@ class TargetContract:
         backend.authorize(exported.volume_id, grant)
         assert backend.drift(exported, [grant]) == []
 
+    # -- build (a restore where nothing of the volume exists) --------------------
+    def test_build_makes_what_export_and_authorize_make(self, backend, spec, make_backing):
+        grants = [Grant(INITIATOR, chap()),
+                  Grant(OTHER, chap("user-b", "secret-b-0123456789", mutual_userid="tgt-b",
+                                    mutual_password=Secret("mutual-b-0123456789")),
+                        read_only=True)]
+        assert backend.build(spec, grants) is True
+        built = backend.inspect(spec.volume_id)
+        assert backend.drift(spec, grants) == []
+        twin = ExportSpec(str(uuid.uuid4()), make_backing(), spec.portals)
+        backend.export(twin)
+        for grant in grants:
+            backend.authorize(twin.volume_id, grant)
+        made = backend.inspect(twin.volume_id)
+        same = ("tpg_enabled", "tpg_attributes", "auth_method", "portals", "acls")
+        assert {f: getattr(built, f) for f in same} == {f: getattr(made, f) for f in same}
+        assert built.acls[OTHER].mapped_luns == {0: True} and built.acls[OTHER].chap.mutual
+        assert built.unit_serial == spec.volume_id and built.lun0_backing == spec.backing
+        assert spec.volume_id in backend.list_exports()
+
+    def test_build_changes_nothing_where_the_volume_has_anything(self, backend, tamper,
+                                                                 exported):
+        grant = Grant(INITIATOR, chap())
+        before = backend.inspect(exported.volume_id)
+        assert backend.build(exported, [grant]) is False
+        assert backend.inspect(exported.volume_id) == before
+        tamper.remove_target_only(exported.volume_id)      # its storage object is left
+        assert backend.build(exported, [grant]) is False
+        assert backend.inspect(exported.volume_id) is None
+
+    def test_build_with_a_missing_backing_refused_and_nothing_made(self, backend):
+        vid = str(uuid.uuid4())
+        spec = ExportSpec(vid, Backing(BackingKind.FILE, f"/nonexistent/{vid}", 1 << 20),
+                          (PORTAL,))
+        with pytest.raises(InvalidInput, match="does not exist"):
+            backend.build(spec, [Grant(INITIATOR, chap())])
+        assert vid not in backend.list_exports() and not backend.exists(vid)
+
     # -- deauthorize / unexport ---------------------------------------------------
     def test_deauthorize_removes_only_that_initiator(self, backend, exported):
         backend.authorize(exported.volume_id, Grant(INITIATOR, chap()))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from iscsiattach.target import Backing, BackingKind, ExportSpec, Portal
 from iscsiattach.target.fake import FakeTarget
 from tests.unit.test_attachments import A, B, connector, instance
@@ -141,3 +143,97 @@ def test_periodic_runs_survive_a_failing_run(services, monkeypatch):
     reports = []
     run_periodically(services.reconciler, 0.01, stop, reports.append)
     assert len(runs) == 3 and len(reports) == 2
+
+
+# -- a restore: LIO holds nothing of ours (after a reboot) ----------------------
+def _reboot(fake_target):
+    fake_target.targets.clear()
+    fake_target.storage_objects.clear()
+    fake_target.calls.clear()
+
+
+def _statements(store) -> list[str]:
+    """Every SQL statement the store runs from now on."""
+    import sqlalchemy as sa
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: seen.append(statement))
+    return seen
+
+
+def test_a_restore_builds_each_export_without_reading_lio(services, fake_target, monkeypatch):
+    vols = [_two_attached(services)[0] for _ in range(3)]
+    before = {v.id: fake_target.inspect(v.id) for v in vols}
+    _reboot(fake_target)
+    inspected = []
+    real_inspect = fake_target.inspect
+    monkeypatch.setattr(fake_target, "inspect", lambda vid: inspected.append(vid) or
+                        real_inspect(vid))
+    report = services.reconciler.run(exclusive=True)
+    assert fake_target.calls == ["build"] * 3 and inspected == []
+    assert {v.id: real_inspect(v.id) for v in vols} == before
+    assert (report.volumes_repaired, report.drift_found, report.statuses_fixed) == (3, 3, 0)
+    assert services.reconciler.run().changed == 0        # the next pass finds no drift
+
+
+@pytest.mark.parametrize("exclusive,per_volume", [(True, 0), (False, 2)])
+def test_a_restore_reads_the_store_once_when_exclusive(services, fake_target, exclusive,
+                                                      per_volume):
+    counts = []
+    for n in (2, 5):
+        while len(services.store.volumes()) < n:
+            _two_attached(services)
+        _reboot(fake_target)
+        seen = _statements(services.store)
+        services.reconciler.run(exclusive=exclusive)
+        counts.append(len(seen))
+        assert not [s for s in seen if not s.lstrip().upper().startswith("SELECT")], \
+            "a restore with nothing to fix wrote to the store"
+        seen.clear()
+    assert counts[1] - counts[0] == per_volume * 3
+
+
+def test_a_restore_fixes_a_wrong_status(services, fake_target):
+    vol, _ = _two_attached(services)
+    services.store.cas_volume(vol.id, None, status="available")     # wrong: in use
+    _reboot(fake_target)
+    report = services.reconciler.run(exclusive=True)
+    assert report.statuses_fixed == 1 and services.store.volume(vol.id).status == "in-use"
+
+
+def test_a_restore_converges_what_appeared_meanwhile(services, fake_target, monkeypatch):
+    """LIO held nothing of ours when the pass began, but by the volume's turn
+    a drifted export of it is there: it is converged, not built over."""
+    vol, infos = _two_attached(services)
+    tgt = fake_target.targets[fake_target.target_iqn(vol.id)]
+    tgt.tpg_attributes["authentication"] = "0"
+    tgt.acls.pop(B)
+    real_list, listed = fake_target.list_exports, []
+    # The pass's first listing saw nothing of ours; the orphan check sees all.
+    monkeypatch.setattr(fake_target, "list_exports",
+                        lambda: real_list() if listed.append(1) or len(listed) > 1 else [])
+    fake_target.calls.clear()
+    services.reconciler.run()
+    assert fake_target.calls[0] == "export" and "build" not in fake_target.calls
+    assert services.converger.drift(services.store.volume(vol.id)) == []
+    assert fake_target.inspect(vol.id).acls[B].chap.password == infos[1]["auth_password"]
+
+
+def test_a_restore_reads_each_volume_under_its_lock(services, fake_target, monkeypatch):
+    """Not exclusive (the API may be serving): a host detached just before the
+    reconciler got the volume's lock does not get its ACL back."""
+    import contextlib
+    vol, _ = _two_attached(services)
+    _reboot(fake_target)
+    gone = next(a for a in services.store.attachments(vol.id) if a.initiator == B)
+    real_lock = services.locks.lock
+
+    @contextlib.contextmanager
+    def lock(volume_id):
+        with real_lock(volume_id):
+            # The API's delete, which held the lock first.
+            services.store.cas_attachment(gone.id, ["attached"], status="detached")
+            yield
+    monkeypatch.setattr(services.locks, "lock", lock)
+    services.reconciler.run()
+    assert set(fake_target.inspect(vol.id).acls) == {A}

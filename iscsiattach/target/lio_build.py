@@ -1,0 +1,118 @@
+"""One export written straight into configfs: the restore's fast path.
+
+Used by ``lio.LioBackend.build`` only, under its LIO lock, for a volume of
+which LIO holds nothing: the target, its TPG (closed, then enabled last),
+portals, LUN 0 and one ACL per grant (mapped LUN 0, CHAP), at the paths we
+compute. Plain mkdir/symlink/write, no rtslib objects: those re-check their
+own folder with pathlib on every attribute they touch, about sixty stat()s
+per export, which in the slow guest cost more than the kernel work itself.
+The storage object is made by rtslib (lio.py) beforehand: its configuration
+(control string, unit serial, persistent-reservation metadata) is rtslib's.
+
+The kernel ABI used here is the one rtslib uses for the same objects.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+from iscsiattach.exception import TargetError
+from iscsiattach.secret import Secret
+from iscsiattach.target.base import AUTH_METHOD
+from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES, Grant, Portal
+
+LOG = logging.getLogger(__name__)
+
+
+def put(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def set_secret(write: Callable[[str], None], want: Secret, what: str,
+               errors: tuple[type[Exception], ...] = (OSError,)) -> None:
+    """Write one CHAP value with ``write``. It stays a Secret in every frame
+    here, and the error (one of ``errors``) is raised outside the handler, so
+    neither a traceback's locals nor its chained exception can carry it."""
+    try:
+        write(want.reveal())
+        return
+    except errors as exc:
+        why = errno.errorcode.get(getattr(exc, "errno", None) or 0, "refused by the kernel")
+    raise TargetError(f"setting {what}: {why}")
+
+
+def hide_secrets(auth_dir: str) -> None:
+    """configfs shows CHAP passwords to every local user (0644): make them
+    root-only. configfs keeps the mode for as long as the ACL exists."""
+    for name in ("password", "password_mutual"):
+        path = f"{auth_dir}/{name}"
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError as exc:
+            LOG.warning("cannot make %s root-only: %s", path, exc.strerror)
+
+
+def require_acl_auth(acl_dir: str) -> None:
+    """Newer kernels let one ACL override the TPG's authentication flag; pin
+    it on so no ACL can admit an initiator without CHAP."""
+    flag = f"{acl_dir}/attrib/authentication"
+    if os.path.isfile(flag):
+        with open(flag) as f:
+            if f.read().strip() == "1":
+                return
+        put(flag, "1")
+
+
+def np_name(portal: Portal) -> str:
+    """A portal's folder name under np/: ip:port, IPv6 in brackets."""
+    return f"[{portal.ip}]:{portal.port}" if portal.is_ipv6 else f"{portal.ip}:{portal.port}"
+
+
+def _link(source: str, folder: str) -> None:
+    # The link's name is free; rtslib names it with 10 characters of a uuid.
+    os.symlink(source, f"{folder}/{uuid.uuid4().hex[:10]}")
+
+
+def build_target(target_dir: str, tpg_tag: int, portals: tuple[Portal, ...],
+                 so_path: str, grants: list[Grant]) -> None:
+    """The target at ``target_dir`` with everything under it; the caller
+    removes the whole target if this raises part way."""
+    os.mkdir(target_dir)
+    tpg = f"{target_dir}/tpgt_{tpg_tag}"
+    os.mkdir(tpg)
+    # A new TPG starts open: closed before anything else, enabled last.
+    for name, want in SECURE_TPG_ATTRIBUTES.items():
+        put(f"{tpg}/attrib/{name}", want)
+    put(f"{tpg}/param/AuthMethod", AUTH_METHOD)
+    for portal in portals:
+        os.mkdir(f"{tpg}/np/{np_name(portal)}")
+    lun = f"{tpg}/lun/lun_0"
+    os.mkdir(lun)
+    _link(so_path, lun)
+    for grant in grants:
+        _build_acl(f"{tpg}/acls/{grant.initiator}", lun, grant)
+    put(f"{tpg}/enable", "1")
+
+
+def _build_acl(acl: str, lun: str, grant: Grant) -> None:
+    os.mkdir(acl)
+    # Mapping first: an ACL without CHAP admits nobody yet, and the mapping
+    # starts write-protected (prod_mode_write_protect=1).
+    os.mkdir(f"{acl}/lun_0")
+    _link(lun, f"{acl}/lun_0")
+    put(f"{acl}/lun_0/write_protect", "1" if grant.read_only else "0")
+    hide_secrets(f"{acl}/auth")         # before a secret is in them
+    chap = grant.chap
+    values = [("userid", Secret(chap.userid)), ("password", chap.password)]
+    if chap.mutual:
+        values += [("userid_mutual", Secret(chap.mutual_userid)),
+                   ("password_mutual", chap.mutual_password)]
+    for name, want in values:
+        set_secret(lambda value, path=f"{acl}/auth/{name}": put(path, value), want,
+                   f"{name} for {grant.initiator}")
+    require_acl_auth(acl)
