@@ -166,27 +166,26 @@ def instrumented(rec: Recorder) -> Iterator[None]:
         processutils.execute, time.sleep = real_exec, real_sleep
 
 
-# -- the proposed fix, applied in-process for the "fixed" variant -------------------
+# -- os-brick as it comes, for the "before" variant -----------------------------
 @contextlib.contextmanager
-def udev_link_wait(timeout: float = 10.0, step: float = 0.01) -> Iterator[None]:
-    """Before os-brick's first look for /dev/disk/by-id/scsi-<wwid>, wait
-    for udev to create it (polling every 10 ms) instead of its fixed
-    1 s sleep after a miss. The patch proposed for iscsiattach/host/brick.py."""
-    from os_brick.initiator import linuxscsi
-    original = linuxscsi.LinuxSCSI.get_sysfs_wwn
+def brick_as_is() -> Iterator[None]:
+    """iscsiattach.host.brick with its two speed-ups switched off: the
+    connector from os-brick's all-protocol get_connector_properties (six
+    programs), and os-brick's own WWN look with its fixed 1 s sleep after a
+    miss (no wait for udev's by-id link)."""
+    from os_brick.initiator import connector
+    from iscsiattach.host import brick
+    real_props, real_wait = brick.connector_properties, brick.wait_for_udev
 
-    def get_sysfs_wwn(self, device_names, mpath=None):
-        wwid = self.get_sysfs_wwid(device_names)
-        link = f"/dev/disk/by-id/scsi-{wwid}"
-        end = time.monotonic() + timeout
-        while wwid and not mpath and not os.path.exists(link) and time.monotonic() < end:
-            time.sleep(step)
-        return original(self, device_names, mpath)
-    linuxscsi.LinuxSCSI.get_sysfs_wwn = get_sysfs_wwn
+    def connector_properties(my_ip, multipath):
+        return connector.get_connector_properties("", my_ip or "127.0.0.1", multipath,
+                                                  enforce_multipath=False)
+    brick.connector_properties = connector_properties
+    brick.wait_for_udev = lambda look, **kwargs: look
     try:
         yield
     finally:
-        linuxscsi.LinuxSCSI.get_sysfs_wwn = original
+        brick.connector_properties, brick.wait_for_udev = real_props, real_wait
 
 
 class TimedBrick:
@@ -280,6 +279,7 @@ def cli_attach_detach(env: dict[str, str], volume_id: str) -> dict[str, float]:
 
 
 STARTUP = (("python", "pass"), ("import_os_brick", "import os_brick.initiator.connector"),
+           ("import_os_brick_iscsi", "import os_brick.initiator.connectors.iscsi"),
            ("import_cli", "import iscsiattach.cli.main"),
            ("import_daemon", "import iscsiattach.cmd.daemon"), ("import_alembic", "import alembic"),
            ("import_rtslib", "import rtslib_fb"))

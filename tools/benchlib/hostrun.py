@@ -62,10 +62,12 @@ class HostRun:
     def startup(self) -> dict[str, Any]:
         return host.python_startup(self.env)
 
-    def in_process(self, udev_wait: bool) -> dict[str, Any]:
+    def in_process(self, as_is: bool) -> dict[str, Any]:
+        """iscsiattach's host side in this process; ``as_is``: with os-brick's
+        own connector and WWN wait instead of ours (the "before" figures)."""
         import contextlib
         attach, detach = [], []
-        ctx = host.udev_link_wait() if udev_wait else contextlib.nullcontext()
+        ctx = host.brick_as_is() if as_is else contextlib.nullcontext()
         # The first call pays os-brick's import and setup; not a sample.
         host.attach_detach(ours.URL, self.daemon.token, str(self.state), self.vol["inproc"])
         with ctx:

@@ -9,6 +9,8 @@ from benchlib import plots
 ATTACH_PHASES = ("os_brick_connector", "api_attachment_create", "os_brick_connect",
                  "api_volume_size_gib", "confirm", "api_attachment_complete")
 DETACH_PHASES = ("os_brick_disconnect", "api_attachment_delete")
+# In-process variants: os-brick as it comes (our two speed-ups off), and as shipped.
+VARIANTS = (("brick_as_is", "os-brick as is"), ("iscsiattach", "iscsiattach"))
 
 
 def _p50(d: dict, key: str) -> float | None:
@@ -31,8 +33,7 @@ def _bars(e2e: dict, side: str, phases: tuple[str, ...]) -> dict[str, dict[str, 
     if floor:
         bars["iscsiadm floor"] = {k: _p50(floor, k) or 0.0 for k in floor.get("phases", {})
                                   if k != "total"}
-    for key, label in (("iscsiattach", "iscsiattach (os-brick as is)"),
-                       ("iscsiattach_udev_wait", "iscsiattach + udev-link wait")):
+    for key, label in VARIANTS:
         d = (e2e.get(key) or {}).get(side)
         if not d:
             continue
@@ -55,7 +56,7 @@ def _bars(e2e: dict, side: str, phases: tuple[str, ...]) -> dict[str, dict[str, 
 
 def _detail_lines(e2e: dict) -> list[str]:
     out = []
-    for key in ("iscsiattach", "iscsiattach_udev_wait"):
+    for key, _ in VARIANTS:
         for side in ("attach", "detach"):
             det = ((e2e.get(key) or {}).get(side) or {}).get("details") or {}
             for name, d in det.items():
@@ -75,9 +76,8 @@ def e2e(rep) -> str:
     fa = _p50((e.get("floor") or {}).get("attach"), "total")
     fd = _p50((e.get("floor") or {}).get("detach"), "total")
     rows = []
-    for key, label in (("iscsiattach", "iscsiattach in-process, os-brick as is"),
-                       ("iscsiattach_udev_wait", "iscsiattach in-process + udev-link wait "
-                                                 "(proposed fix)")):
+    for key, label in VARIANTS:
+        label = f"in-process, {label}"
         a = _p50((e.get(key) or {}).get("attach"), "total")
         d = _p50((e.get(key) or {}).get("detach"), "total")
         rows.append(f"| {label} | {_s(a)} | {_r(a, fa)} | {_s(d)} | {_r(d, fd)} |")
@@ -88,8 +88,7 @@ def e2e(rep) -> str:
     rows.append(f"| `iscsiattach attach` / `detach` CLI (new process) | {_s(ca)} | {_r(ca, fa)} "
                 f"| {_s(cd)} | {_r(cd, fd)} |")
     goals = []
-    for key, label in (("iscsiattach", "os-brick as is"),
-                       ("iscsiattach_udev_wait", "with the udev-link wait")):
+    for key, label in VARIANTS:
         a = _p50((e.get(key) or {}).get("attach"), "total")
         ok = (a / fa <= 1.5) if a and fa else None
         goals.append(f"| attach in-process ({label}) ≤ 1.5x floor | {_r(a, fa)} | "
@@ -121,7 +120,7 @@ def _floor_rows(e: dict) -> list[str]:
 
 def _phase_rows(e: dict) -> list[str]:
     out = []
-    for key in ("iscsiattach", "iscsiattach_udev_wait"):
+    for key, _ in VARIANTS:
         for side, phases in (("attach", ATTACH_PHASES), ("detach", DETACH_PHASES)):
             d = (e.get(key) or {}).get(side) or {}
             if d:

@@ -153,7 +153,7 @@ class Run:
         hr = hostrun.HostRun(self.p, self.daemon, self.spares, self.mnt)
         for key, fn, *args in (("floor", hr.floor), ("startup", hr.startup),
                                ("iscsiattach", hr.in_process, False),
-                               ("iscsiattach_udev_wait", hr.in_process, True),
+                               ("brick_as_is", hr.in_process, True),
                                ("cli", hr.cli)):
             self.section("e2e", key, fn, *args)
         self.section("datapath", "raw", hr.fio_raw)
