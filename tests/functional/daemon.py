@@ -50,7 +50,7 @@ file_directory = {volumes}
 interval = 3600
 """ + extra)
 
-    def start(self, fault: str | None = None, ready: bool = True, timeout: float = 60) -> None:
+    def start(self, fault: str | None = None, ready: bool = True, timeout: float = 600) -> None:
         """Start; wait until it serves unless ``ready`` is false. ``fault``
         arms fault points for this start only (ISCSIATTACH_FAULTS syntax)."""
         self.log = open(self.log_path, "a")
@@ -68,7 +68,19 @@ interval = 3600
         if ready:
             self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 600) -> None:
+        """Wait until it serves (a cold, loaded TCG guest can take minutes to
+        import). One that never does is killed: left running, it would hold
+        the port and reconcile our prefix under the next tests' feet."""
+        try:
+            self._wait_serving(timeout)
+        except BaseException:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(30)
+            raise
+
+    def _wait_serving(self, timeout: float) -> None:
         client = Client(URL, None, "3.54", timeout=2)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
