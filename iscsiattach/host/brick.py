@@ -9,12 +9,10 @@ values straight into the node record (0600) instead.
 """
 from __future__ import annotations
 
-import glob
 import os
 import platform
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from typing import Any
 
 from iscsiattach.exception import IscsiAttachError
 from iscsiattach.host.initiator import local_initiator
+from iscsiattach.host.node_record import write_node_secret, write_node_setting
 
 _READY: set[str] = set()
 
@@ -72,29 +71,49 @@ def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
 
 
 SECRET_NODE_KEYS = ("node.session.auth.password", "node.session.auth.password_in")
-NODE_DIRS = ("/etc/iscsi/nodes", "/var/lib/iscsi/nodes")
+# Settings os-brick sets with one iscsiadm run each before the login, written
+# into the node record instead, as the secrets are: in a slow guest each run
+# costs about as much as the login. Only where the record already lists the
+# setting (iscsiadm puts every setting it knows into a new record), so an
+# open-iscsi that lacks one still answers for it through iscsiadm.
+RECORD_NODE_KEYS = ("node.session.scan", "node.session.auth.authmethod",
+                    "node.session.auth.username", "node.session.auth.username_in")
 
 
 def _iscsi(multipath: bool, scan_attempts: int = 5):
     from os_brick.initiator.connectors.iscsi import ISCSIConnector
 
     class RecordSecretsConnector(ISCSIConnector):
-        """os-brick's iSCSI connector, but CHAP secrets go into the node
-        record, never onto iscsiadm's command line."""
+        """os-brick's iSCSI connector, but CHAP secrets (and the settings of
+        RECORD_NODE_KEYS) go into the node record, never onto iscsiadm's
+        command line; sysfs commands are written, not piped through `tee`."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             scsi = self._linuxscsi
             scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
+            scsi.echo_scsi_command = echo_scsi_command
 
         def _iscsiadm_update(self, props, key, value, **kwargs):
+            iqn, portal = props["target_iqn"], props["target_portal"]
             if key in SECRET_NODE_KEYS and value:
-                write_node_secret(props["target_iqn"], props["target_portal"], key, str(value))
+                write_node_secret(iqn, portal, key, str(value))
+                return "", ""
+            if key in RECORD_NODE_KEYS and value and \
+                    write_node_setting(iqn, portal, key, str(value), known_only=True):
                 return "", ""
             return super()._iscsiadm_update(props, key, value, **kwargs)
 
     return RecordSecretsConnector(root_helper="", use_multipath=multipath,
                                   device_scan_attempts=scan_attempts)
+
+
+def echo_scsi_command(path: str, content: str) -> None:
+    """os-brick's LinuxSCSI.echo_scsi_command (a SCSI scan or a device's
+    delete in sysfs) without its `tee` process: we run as root (root_helper
+    is empty), so the write needs no helper program."""
+    with open(path, "a") as f:
+        f.write(content)
 
 
 UDEV_CONTROL = "/run/udev/control"     # udevd's socket: there only while udevd runs
@@ -129,35 +148,6 @@ def wait_for_udev(look: Callable[..., str], timeout: float = 10.0,
                 return wwn
             time.sleep(step)
     return get_sysfs_wwn
-
-
-def node_records(target_iqn: str, portal: str, node_dirs=NODE_DIRS) -> list[str]:
-    """open-iscsi's record files for (target, portal): a file <ip>,<port>
-    when made with --op new, or <ip>,<port>,<tpgt>/<iface> from discovery."""
-    address, _, port = portal.split(",")[0].rpartition(":")
-    base = f"{glob.escape(address.strip('[]'))},{port}"
-    found = []
-    for top in node_dirs:
-        target = os.path.join(top, glob.escape(target_iqn))
-        found += [p for p in glob.glob(os.path.join(target, base)) if os.path.isfile(p)]
-        found += [p for p in glob.glob(os.path.join(target, base + ",*", "*"))
-                  if os.path.isfile(p)]
-    return found
-
-
-def write_node_secret(target_iqn: str, portal: str, key: str, value: str,
-                      node_dirs=NODE_DIRS) -> None:
-    records = node_records(target_iqn, portal, node_dirs)
-    if not records:
-        raise BrickError(f"no open-iscsi node record for {target_iqn} at {portal}")
-    for record in records:
-        with open(record) as f:
-            lines = [ln for ln in f.read().splitlines() if ln.split("=")[0].strip() != key]
-        lines.append(f"{key} = {value}")
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record))      # 0600
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, record)
 
 
 def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:
