@@ -13,7 +13,6 @@ import os
 import platform
 import socket
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from iscsiattach.exception import IscsiAttachError
 from iscsiattach.host.initiator import local_initiator
 from iscsiattach.host.node_record import write_node_secret, write_node_setting
+from iscsiattach.host.polling import first_look_waits
 
 _READY: set[str] = set()
 
@@ -34,6 +34,10 @@ def setup(lock_path: str) -> None:
     if lock_path in _READY:
         return
     os.makedirs(lock_path, mode=0o700, exist_ok=True)
+    # os-brick's privsep imports eventlet, whose green DNS (dnspython) is a
+    # third of os-brick's import time; nothing here resolves names through
+    # eventlet (no monkey patching, privsep runs in this process).
+    os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # eventlet's deprecation notice
         import os_brick
@@ -92,6 +96,7 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
             super().__init__(*args, **kwargs)
             scsi = self._linuxscsi
             scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
+            scsi.device_name_by_hctl = wait_for_disk(scsi.device_name_by_hctl)
             scsi.echo_scsi_command = echo_scsi_command
 
         def _iscsiadm_update(self, props, key, value, **kwargs):
@@ -134,20 +139,22 @@ def wait_for_udev(look: Callable[..., str], timeout: float = 10.0,
     page-0x83 designators (found through the links) work as before. Multipath
     devices and hosts without a running udevd (no link will come) skip it.
     """
-    waited: set[tuple[str, ...]] = set()
+    def no_link_coming(device_names, mpath=None) -> bool:
+        return bool(mpath) or not os.path.exists(UDEV_CONTROL)
+    return first_look_waits(look, timeout, step, skip=no_link_coming)
 
-    def get_sysfs_wwn(device_names: list[str], mpath: str | None = None) -> str:
-        key = tuple(device_names)
-        if mpath or key in waited or not os.path.exists(UDEV_CONTROL):
-            return look(device_names, mpath)
-        waited.add(key)     # os-brick's later looks (after its sleeps) do not wait again
-        end = time.monotonic() + timeout
-        while True:
-            wwn = look(device_names, mpath)
-            if wwn or time.monotonic() >= end:
-                return wwn
-            time.sleep(step)
-    return get_sysfs_wwn
+
+def wait_for_disk(look: Callable[..., str | None], timeout: float = 1.0,
+                  step: float = 0.01) -> Callable[..., str | None]:
+    """os-brick's device_name_by_hctl (``look``), polled after the scan.
+
+    ISCSIConnector._connect_vol writes the SCSI scan, looks for the disk at
+    once and, on a miss, sleeps 1 s. The kernel adds the disk's block device
+    a moment after the scan returns (sd probes asynchronously); `tee`'s own
+    start used to hide that moment, our direct write does not. The first
+    look is repeated every ``step`` for up to the second os-brick would
+    sleep; after that os-brick's rescans run as they always did."""
+    return first_look_waits(look, timeout, step)
 
 
 def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:

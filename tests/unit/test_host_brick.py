@@ -96,6 +96,29 @@ def test_our_connector_finds_the_wwn_without_os_bricks_sleep(tmp_path, udevd, mo
     assert 1 not in slept and slept        # polled at our step, never os-brick's 1 s
 
 
+def test_our_connector_finds_a_new_disk_without_os_bricks_sleep(monkeypatch):
+    """os-brick's own _connect_vol after a login with manual scan: the scan
+    is written, the kernel adds the disk 0.2 s later, and it is found then,
+    not after os-brick's time.sleep(1)."""
+    from os_brick.initiator import linuxscsi
+    appears = time.monotonic() + 0.2
+    monkeypatch.setattr(linuxscsi.LinuxSCSI, "get_hctl", lambda self, session, lun: (7, 0, 0, 0))
+    monkeypatch.setattr(linuxscsi.LinuxSCSI, "scan_iscsi", lambda self, *hctl: None)
+    monkeypatch.setattr(linuxscsi.LinuxSCSI, "device_name_by_hctl",
+                        lambda self, session, hctl: "sdq" if time.monotonic() >= appears
+                        else None)
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: slept.append(s) or real_sleep(s))
+    conn = brick._iscsi(False)
+    monkeypatch.setattr(conn, "_connect_to_iscsi_portal", lambda props: ("1", True))
+    data = {"stop_connecting": False, "num_logins": 0, "failed_logins": 0,
+            "stopped_threads": 0, "found_devices": [], "just_added_devices": []}
+    conn._connect_vol(5, {"target_portal": "10.0.0.1:3260", "target_lun": 0}, data)
+    assert data["found_devices"] == ["sdq"]
+    assert 1 not in slept and slept        # polled at our step, never os-brick's 1 s
+
+
 def test_the_connector_runs_no_program(tmp_path, monkeypatch):
     name_file = tmp_path / "initiatorname.iscsi"
     name_file.write_text("## generated\nInitiatorName=iqn.2004-10.com.example:host-1\n")

@@ -1,6 +1,7 @@
 """What starting the daemon imports: alembic only when a migration is due,
-pyroute2 only for portals given as interface names. In the slow VM each of
-them costs more to import than the rest of the daemon's start."""
+pyroute2 only for portals given as interface names; and the host side's
+os-brick without eventlet's green DNS. In the slow VM each of them costs
+more to import than the rest of the daemon's start."""
 from __future__ import annotations
 
 import subprocess
@@ -49,3 +50,12 @@ def test_a_store_behind_the_head_is_migrated(tmp_path):
     store.upgrade()
     assert store.revision() == head_revision()
     assert store.volumes() == []
+
+
+def test_the_host_side_imports_os_brick_without_green_dns(tmp_path):
+    got = _modules_after(
+        "import os; os.environ.pop('EVENTLET_NO_GREENDNS', None)\n"
+        "from iscsiattach.host import brick\n"
+        f"brick.setup({str(tmp_path / 'locks')!r}); brick._iscsi(False)\n")
+    assert "os_brick.initiator.connectors.iscsi" in got and "eventlet" in got
+    assert "eventlet.support.greendns" not in got and "dns" not in got

@@ -169,23 +169,34 @@ def instrumented(rec: Recorder) -> Iterator[None]:
 # -- os-brick as it comes, for the "before" variant -----------------------------
 @contextlib.contextmanager
 def brick_as_is() -> Iterator[None]:
-    """iscsiattach.host.brick with its two speed-ups switched off: the
-    connector from os-brick's all-protocol get_connector_properties (six
-    programs), and os-brick's own WWN look with its fixed 1 s sleep after a
-    miss (no wait for udev's by-id link)."""
+    """iscsiattach.host.brick with its speed-ups over os-brick switched off
+    (CHAP secrets still kept off argv): the connector from os-brick's
+    all-protocol get_connector_properties (six programs), os-brick's own
+    looks for the WWN and the disk with their fixed 1 s sleeps after a miss,
+    sysfs writes through `tee`, and the scan/CHAP settings through iscsiadm."""
     from os_brick.initiator import connector
+    from oslo_concurrency import processutils
     from iscsiattach.host import brick
-    real_props, real_wait = brick.connector_properties, brick.wait_for_udev
+    names = ("connector_properties", "wait_for_udev", "wait_for_disk", "echo_scsi_command",
+             "RECORD_NODE_KEYS")
+    real = {name: getattr(brick, name) for name in names}
 
     def connector_properties(my_ip, multipath):
         return connector.get_connector_properties("", my_ip or "127.0.0.1", multipath,
                                                   enforce_multipath=False)
-    brick.connector_properties = connector_properties
-    brick.wait_for_udev = lambda look, **kwargs: look
+
+    def echo_scsi_command(path, content):      # as os-brick's LinuxSCSI does it
+        processutils.execute("tee", "-a", path, process_input=content)
+    as_is = {"connector_properties": connector_properties, "echo_scsi_command": echo_scsi_command,
+             "wait_for_udev": lambda look, **kw: look, "wait_for_disk": lambda look, **kw: look,
+             "RECORD_NODE_KEYS": ()}
+    for name, value in as_is.items():
+        setattr(brick, name, value)
     try:
         yield
     finally:
-        brick.connector_properties, brick.wait_for_udev = real_props, real_wait
+        for name, value in real.items():
+            setattr(brick, name, value)
 
 
 class TimedBrick:
