@@ -77,11 +77,14 @@ def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
 SECRET_NODE_KEYS = ("node.session.auth.password", "node.session.auth.password_in")
 # Settings os-brick sets with one iscsiadm run each before the login, written
 # into the node record instead, as the secrets are: in a slow guest each run
-# costs about as much as the login. Only where the record already lists the
-# setting (iscsiadm puts every setting it knows into a new record), so an
-# open-iscsi that lacks one still answers for it through iscsiadm.
-RECORD_NODE_KEYS = ("node.session.scan", "node.session.auth.authmethod",
-                    "node.session.auth.username", "node.session.auth.username_in")
+# costs about as much as the login. The CHAP ones are as old as open-iscsi's
+# records; the scan mode is newer, so it goes there only where the record
+# lists it already (iscsiadm puts every setting it knows into a new record),
+# and an open-iscsi without it still answers for it through iscsiadm.
+RECORD_NODE_KEYS = {"node.session.auth.authmethod": False,     # key: only where listed
+                    "node.session.auth.username": False,
+                    "node.session.auth.username_in": False,
+                    "node.session.scan": True}
 
 
 def _iscsi(multipath: bool, scan_attempts: int = 5):
@@ -104,8 +107,8 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
             if key in SECRET_NODE_KEYS and value:
                 write_node_secret(iqn, portal, key, str(value))
                 return "", ""
-            if key in RECORD_NODE_KEYS and value and \
-                    write_node_setting(iqn, portal, key, str(value), known_only=True):
+            if key in RECORD_NODE_KEYS and value and write_node_setting(
+                    iqn, portal, key, str(value), known_only=RECORD_NODE_KEYS[key]):
                 return "", ""
             return super()._iscsiadm_update(props, key, value, **kwargs)
 

@@ -138,26 +138,30 @@ def test_the_connector_runs_no_program(tmp_path, monkeypatch):
         brick.connector_properties(None, False)
 
 
-def test_plain_settings_go_into_the_record_only_where_it_lists_them(tmp_path, monkeypatch):
-    """os-brick's scan and CHAP-method updates cost an iscsiadm run each; the
-    record takes them directly when iscsiadm put the key there itself."""
+def test_plain_settings_go_into_the_record(tmp_path, monkeypatch):
+    """os-brick's scan and CHAP method/user updates cost an iscsiadm run each;
+    the record takes them directly (the scan mode only where iscsiadm listed
+    it: older open-iscsi lacks it)."""
     from iscsiattach.host import node_record
     iqn, portal = "iqn.2010-10.org.x:v", "10.0.0.1:3260"
     record = tmp_path / iqn / "10.0.0.1,3260"
     record.parent.mkdir()
-    record.write_text("node.name = x\nnode.session.scan = auto\n"
-                      "node.session.auth.authmethod = None\n")
+    record.write_text("node.name = x\nnode.session.auth.authmethod = None\n")
     monkeypatch.setattr(node_record, "NODE_DIRS", (str(tmp_path),))
     conn, ran = brick._iscsi(False), []
     monkeypatch.setattr(conn, "_run_iscsiadm", lambda props, cmd, **kw: ran.append(cmd) or
                         ("", ""))
     props = {"target_iqn": iqn, "target_portal": portal}
+    conn._iscsiadm_update(props, "node.session.scan", "manual")      # not listed: iscsiadm
+    assert ran == [("--op", "update", "-n", "node.session.scan", "-v", "manual")]
+    record.write_text(record.read_text() + "node.session.scan = auto\n")
     assert conn._iscsiadm_update(props, "node.session.scan", "manual") == ("", "")
     conn._iscsiadm_update(props, "node.session.auth.authmethod", "CHAP")
-    conn._iscsiadm_update(props, "node.session.auth.username", "user-1")   # not listed
+    conn._iscsiadm_update(props, "node.session.auth.username", "user-1")
     assert record.read_text().splitlines() == [
-        "node.name = x", "node.session.scan = manual", "node.session.auth.authmethod = CHAP"]
-    assert ran == [("--op", "update", "-n", "node.session.auth.username", "-v", "user-1")]
+        "node.name = x", "node.session.scan = manual", "node.session.auth.authmethod = CHAP",
+        "node.session.auth.username = user-1"]
+    assert len(ran) == 1
 
 
 def test_sysfs_commands_are_written_not_piped_through_tee(tmp_path, monkeypatch):

@@ -189,7 +189,7 @@ def brick_as_is() -> Iterator[None]:
         processutils.execute("tee", "-a", path, process_input=content)
     as_is = {"connector_properties": connector_properties, "echo_scsi_command": echo_scsi_command,
              "wait_for_udev": lambda look, **kw: look, "wait_for_disk": lambda look, **kw: look,
-             "RECORD_NODE_KEYS": ()}
+             "RECORD_NODE_KEYS": {}}
     for name, value in as_is.items():
         setattr(brick, name, value)
     try:
