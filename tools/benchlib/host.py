@@ -290,7 +290,8 @@ def cli_attach_detach(env: dict[str, str], volume_id: str) -> dict[str, float]:
 
 
 STARTUP = (("python", "pass"), ("import_os_brick", "import os_brick.initiator.connector"),
-           ("import_os_brick_iscsi", "import os_brick.initiator.connectors.iscsi"),
+           ("import_host_side", "from iscsiattach.host import brick; "
+            "brick.setup('/tmp/iscsiattach-bench/startup-locks'); brick._iscsi(False)"),
            ("import_cli", "import iscsiattach.cli.main"),
            ("import_daemon", "import iscsiattach.cmd.daemon"), ("import_alembic", "import alembic"),
            ("import_rtslib", "import rtslib_fb"))

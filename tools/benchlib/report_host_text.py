@@ -29,9 +29,9 @@ it ({n_in} samples each after one warm-up, floor {n_fl} samples): as shipped
 as is": os-brick's all-protocol connector, and its own WWN look with a fixed
 1 s sleep after a miss) for the before/after in one boot. The CLI row is a new
 process per command, as a user runs it, and includes starting Python and
-importing os-brick's iSCSI connector (`python -c pass`
-{_s(startup.get('python'))}, `import os_brick.initiator.connectors.iscsi`
-{_s(startup.get('import_os_brick_iscsi'))}; all protocols'
+the host side's imports (`python -c pass` {_s(startup.get('python'))};
+`iscsiattach.host.brick` set up with os-brick's iSCSI connector, as the CLI
+does, {_s(startup.get('import_host_side'))}; all protocols'
 `os_brick.initiator.connector`, which the CLI no longer imports,
 {_s(startup.get('import_os_brick'))} in this VM).
 
@@ -82,7 +82,8 @@ detach side has no fixed wait in these runs (its removal poll found the
 device gone at once): its time is nine programs (discoverydb and node and
 session reads, multipathd, `blockdev --flushbufs`, the SCSI delete via
 `tee`, a node.startup update, logout, node delete) against the floor's two;
-os-brick offers no setting to skip the reads.
+os-brick offers no setting to skip the reads (ours writes the SCSI delete
+to sysfs itself, without `tee`).
 """
 
 
