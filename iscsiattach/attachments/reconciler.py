@@ -71,7 +71,10 @@ class Reconciler:
         started = time.monotonic()
         report = Report()
         known = set()
-        restoring = not self.converger.target.list_exports()
+        # One walk of LIO per pass: it tells a restore, and names the orphans
+        # (an export made during the pass belongs to a volume the store knows).
+        exports = self.converger.target.list_exports()
+        restoring = not exports
         if restoring:
             LOG.info("reconcile: LIO holds nothing of ours; building each export from the store")
         rows = self._attachments_by_volume() if restoring and exclusive else None
@@ -87,7 +90,7 @@ class Reconciler:
             except Exception as exc:    # noqa: BLE001 - one volume must not stop the pass
                 report.errors.append(f"volume {vol.id}: {exc}")
                 LOG.error("reconcile: volume %s: %s", vol.id, exc)
-        self._remove_orphans(known, report)
+        self._remove_orphans(exports, known, report)
         report.seconds = time.monotonic() - started
         LOG.info("reconcile: %d volumes, %d drift, %d repaired, %d orphans removed, "
                  "%d statuses fixed, %d interrupted operations resolved, %d errors, %.2fs",
@@ -179,8 +182,8 @@ class Reconciler:
             faults.point("reconcile.after_interrupted")
         return self.store.volume(vol.id)
 
-    def _remove_orphans(self, known: set[str], report: Report) -> None:
-        for volume_id in self.converger.target.list_exports():
+    def _remove_orphans(self, exports: list[str], known: set[str], report: Report) -> None:
+        for volume_id in exports:
             if volume_id in known:
                 continue
             with self.locks.lock(volume_id):
