@@ -44,7 +44,7 @@ from iscsiattach.target.model import (
     ExportInfo, ExportSpec, ExportState, Grant, Portal, unit_serial,
     validate_iqn, validate_volume_id, volume_name)
 
-from iscsiattach.target.lio_build import (build_target, hide_secrets,
+from iscsiattach.target.lio_build import (build_target, create_storage_object, hide_secrets,
                                           require_acl_auth, set_secret)
 from iscsiattach.target.lio_layout import (CONFIGFS, DIRPREFIX, HBA_BASE, KIND_OF_DIR,
                                            TPG_TAG, VOLUME_RE, has_children, hba_slots)
@@ -77,6 +77,7 @@ class LioBackend(TargetBackend):
         self._lock_wait = lock_wait       # observer of seconds spent waiting (metrics)
         self._thread_lock = threading.RLock()
         self._fabric: FabricModule | None = None
+        self._dbroot = ""
 
     # -- plumbing -----------------------------------------------------------
     @contextlib.contextmanager
@@ -99,7 +100,8 @@ class LioBackend(TargetBackend):
                     f"LIO is not available: {CONFIGFS} is missing (load target_core_mod "
                     "and iscsi_target_mod, mount configfs)")
             with _translated("loading the iSCSI fabric module"):
-                rtslib_fb.RTSRoot()           # sets dbroot; O(1)
+                # Sets LIO's dbroot (where the kernel keeps reservations); O(1).
+                self._dbroot = rtslib_fb.RTSRoot().dbroot
                 fabric = FabricModule("iscsi")
                 fabric._check_self()
             self._fabric = fabric
@@ -137,7 +139,7 @@ class LioBackend(TargetBackend):
 
     def _storage_object(self, volume_id: str):
         found = self._find_storage_object(volume_id)
-        return _so_at(found[0], volume_name(volume_id), found[1]) if found else None
+        return _so_at(*found, volume_name(volume_id)) if found else None
 
     @staticmethod
     def _backing_of(so) -> Backing:
@@ -145,18 +147,19 @@ class LioBackend(TargetBackend):
             return Backing(BackingKind.FILE, so.udev_path, so.size)
         return Backing(BackingKind.BLOCK, so.udev_path)
 
-    def _create_storage_object(self, spec: ExportSpec):
+    def _create_storage_object(self, spec: ExportSpec) -> tuple[BackingKind, int]:
         b = spec.backing
         index = self._free_slot(spec.volume_id, b.kind)
-        serial = unit_serial(spec.volume_id)
         LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
-        if b.kind is BackingKind.FILE:
-            # Asynchronous direct I/O; never synchronous (O_DSYNC) fileio. With
-            # write_back the LUN reports a volatile write cache and honours
-            # SYNCHRONIZE CACHE with an fsync, like any disk with a cache.
-            return FileIOStorageObject(spec.name, dev=b.path, size=b.size, wwn=serial,
-                                       write_back=self.write_back, aio=True, index=index)
-        return BlockStorageObject(spec.name, dev=b.path, wwn=serial, index=index)
+        self._fm()                      # LIO there, dbroot known
+        create_storage_object(self._so_dir(b.kind, index, spec.name), b,
+                              unit_serial(spec.volume_id), write_back=self.write_back,
+                              dbroot=self._dbroot)
+        return b.kind, index
+
+    @staticmethod
+    def _so_dir(kind: BackingKind, index: int, name: str) -> str:
+        return f"{CONFIGFS}/core/{DIRPREFIX[kind]}_{index}/{name}"
 
     def _storage_object_matches(self, so, spec: ExportSpec) -> bool:
         try:
@@ -191,7 +194,7 @@ class LioBackend(TargetBackend):
             LOG.warning("storage object %s drifted; recreating it", spec.name)
             kept = self._unlink_lun0(tpg)
             self._delete_storage_object(so)
-        return self._create_storage_object(spec), kept
+        return _so_at(*self._create_storage_object(spec), spec.name), kept
 
     # -- operations ---------------------------------------------------------
     def export(self, spec: ExportSpec) -> ExportInfo:
@@ -237,9 +240,9 @@ class LioBackend(TargetBackend):
             return True
 
     def _build(self, spec: ExportSpec, grants: list[Grant]) -> None:
-        so = self._create_storage_object(spec)
-        build_target(str(self._target_path(spec.volume_id)), TPG_TAG, spec.portals, so.path,
-                     grants)
+        kind, index = self._create_storage_object(spec)
+        build_target(str(self._target_path(spec.volume_id)), TPG_TAG, spec.portals,
+                     self._so_dir(kind, index, spec.name), grants)
 
     def unexport(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
@@ -376,7 +379,7 @@ class LioBackend(TargetBackend):
                 so_path = Path(os.path.realpath(link))
                 dirp, _, index = so_path.parent.name.rpartition("_")
                 kind = KIND_OF_DIR.get(dirp)
-                return _so_at(kind, so_path.name, int(index)) if kind else None
+                return _so_at(kind, int(index), so_path.name) if kind else None
         return None
 
     def _converge_lun0(self, tpg: TPG, so, kept: dict[str, bool]) -> None:
@@ -454,7 +457,7 @@ def _write_auth(acl: NodeACL, attr: str, want: Secret) -> None:
                errors=(RTSLibError, OSError))
 
 
-def _so_at(kind: BackingKind, name: str, index: int):
+def _so_at(kind: BackingKind, index: int, name: str):
     cls = FileIOStorageObject if kind is BackingKind.FILE else BlockStorageObject
     return cls(name, index=index)
 

@@ -1,15 +1,16 @@
-"""One export written straight into configfs: the restore's fast path.
+"""New LIO objects written straight into configfs.
 
-Used by ``lio.LioBackend.build`` only, under its LIO lock, for a volume of
-which LIO holds nothing: the target, its TPG (closed, then enabled last),
-portals, LUN 0 and one ACL per grant (mapped LUN 0, CHAP), at the paths we
-compute. Plain mkdir/symlink/write, no rtslib objects: those re-check their
-own folder with pathlib on every attribute they touch, about sixty stat()s
-per export, which in the slow guest cost more than the kernel work itself.
-The storage object is made by rtslib (lio.py) beforehand: its configuration
-(control string, unit serial, persistent-reservation metadata) is rtslib's.
+``create_storage_object``: every storage object we make (lio.py, under its
+LIO lock). ``build_target``: the restore's fast path, for a volume of which
+LIO holds nothing: the target, its TPG (closed, then enabled last), portals,
+LUN 0 and one ACL per grant (mapped LUN 0, CHAP), at the paths we compute.
 
-The kernel ABI used here is the one rtslib uses for the same objects.
+Plain mkdir/symlink/write, no rtslib objects: those re-check their own
+folder with pathlib on every attribute they touch (about sixty stat()s per
+export), and each new storage object builds an ``RTSRoot`` to find the
+persistent-reservation files; in the slow guest that cost more than the
+kernel work itself. The kernel ABI and the order of the writes are the ones
+rtslib-fb uses for the same objects; rtslib still reads them (lio.py).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from collections.abc import Callable
 from iscsiattach.exception import TargetError
 from iscsiattach.secret import Secret
 from iscsiattach.target.base import AUTH_METHOD
-from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES, Grant, Portal
+from iscsiattach.target.model import (SECURE_TPG_ATTRIBUTES, Backing, BackingKind, Grant,
+                                      Portal)
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +68,58 @@ def require_acl_auth(acl_dir: str) -> None:
             if f.read().strip() == "1":
                 return
         put(flag, "1")
+
+
+def create_storage_object(so_dir: str, backing: Backing, serial: str, *, write_back: bool,
+                          dbroot: str) -> None:
+    """A storage object at ``so_dir`` (its backstore folder must not exist:
+    one object per backstore, as rtslib makes them). A regular file is
+    asynchronous fileio, which the kernel does as direct I/O: never the
+    synchronous (O_DSYNC) kind. ``write_back``: the LUN reports a volatile
+    write cache and honours SYNCHRONIZE CACHE, like any disk with a cache.
+    A block device is iblock, opened exclusively by the kernel. The caller
+    removes what is there if this raises part way."""
+    os.mkdir(os.path.dirname(so_dir))
+    os.mkdir(so_dir)
+    control = f"{so_dir}/control"
+    if backing.kind is BackingKind.FILE:
+        put(control, f"fd_dev_name={backing.path},fd_dev_size={backing.size}")
+        if write_back:
+            put(f"{so_dir}/attrib/emulate_write_cache", "1")
+            put(control, "fd_buffered_io=1")
+        put(control, "fd_async_io=1")
+        put(f"{so_dir}/udev_path", backing.path)
+    else:
+        put(f"{so_dir}/udev_path", backing.path)
+        put(control, f"udev_path={backing.path}")
+        put(control, "readonly=0")
+        put(control, "exclusive=1")     # kernels before 6.17 ignore it: always exclusive
+    put(f"{so_dir}/enable", "1")
+    put(f"{so_dir}/wwn/vpd_unit_serial", f"{serial}\n")
+    restore_reservations(so_dir, dbroot, serial)
+
+
+def restore_reservations(so_dir: str, dbroot: str, serial: str) -> None:
+    """Persistent reservations with APTPL outlive a reboot only in the file
+    the kernel keeps under its dbroot: hand them back to the new object."""
+    # The kernel writes "PR_REG_START: n", one key=value per line, then
+    # "PR_REG_END: n" per registration; it takes each back as one line of
+    # comma-separated key=values.
+    try:
+        with open(f"{dbroot}/pr/aptpl_{serial}") as f:
+            lines = [line.strip() for line in f]
+    except OSError:
+        return
+    registration: list[str] | None = None
+    for line in lines:
+        if line.startswith("PR_REG_START:"):
+            registration = []
+        elif line.startswith("PR_REG_END:"):
+            if registration:
+                put(f"{so_dir}/pr/res_aptpl_metadata", ",".join(registration))
+            registration = None
+        elif line and registration is not None:
+            registration.append(line)
 
 
 def np_name(portal: Portal) -> str:

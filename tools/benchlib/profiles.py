@@ -33,7 +33,7 @@ class Profile:
 FULL = Profile("full", stages=(1, 1000, 100), ours_samples=15,
                rts_samples={1: 3, 1000: 1, 100: 1}, tcli_samples={1: 1, 1000: 1, 100: 1},
                tcli_cap_s={1: 900, 1000: 360, 100: 240},
-               ctl_ns=(100,), ctl_late=(200, 300), concurrency_stage=1, ops_per_level=32,
+               ctl_ns=(100,), ctl_late=(1000, 300), concurrency_stage=1, ops_per_level=32,
                e2e_samples=4, floor_samples=5, cli_samples=1, fio_runtime=5,
                fio_size="256M", idle_window=20.0, budget_s=4500.0, reserve_s=360.0)
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},

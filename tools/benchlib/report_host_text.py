@@ -90,6 +90,7 @@ to sysfs itself, without `tee`).
 def restore_text(rep, rows, fit, ctl_raw: dict) -> str:
     fit_txt = (f"targetctl where not measured: t ≈ {fit[0]:.2e}·N² + {fit[1]:.3f}·N s, from "
                f"{fit[2]}." if fit else "No targetctl point in this run.")
+    top = max(rep.stages(), default=1000)
     failed = [f"{n}: {d.get('errors')} errors {d.get('stderr', '')[:200]}"
               for n, d in ctl_raw.items() if isinstance(d, dict) and d.get("errors")]
     return f"""
@@ -106,8 +107,8 @@ Debian's python3 and rtslib-fb with `clear_existing=False`, on an LIO that
 holds none of those objects (same restore work, no wipe). It is quadratic:
 for each LUN, `LUN.setup()` scans all storage objects, and each new storage
 object without an index scans for a free one. targetctl was measured at
-the sizes shown (it takes ~13 min at 1000 in this VM when uncontended); the
-1000 figure is estimated as said below the table unless measured.
+the sizes shown; at {top} exports it is measured when the run's time budget
+allows it, else its {top} figure is estimated as said below the table.
 
 Measured on: {rep.where()}. Command: `tools/bench` (sections `restore_ours`, `restore_targetctl`).
 

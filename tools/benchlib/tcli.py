@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.common import BASELINE_INITIATOR, WORK, log, summary, throwaway_secret
+from benchlib.lio_cleanup import cleanup
 
 TARGETCLI = "/usr/bin/targetcli"
 HOME = WORK / "targetcli-home"
+SO_PREFIX = "bench-tcli-"      # this baseline's storage objects, and only these
 
 
 def _env() -> dict[str, str]:
@@ -89,6 +91,15 @@ def _until(cmds: list[tuple[str, ...]], deadline: float) -> list[float]:
     return done
 
 
+def clean(prefix: str) -> int:
+    """Remove this baseline's own LIO objects — targets under ``prefix``, storage
+    objects named ``SO_PREFIX``… — and nothing else, by plain configfs operations
+    (untimed). A sample cut at its time cap, or failed, leaves a half-built
+    export: its storage object would hold the backing file, which the next
+    stage's sample reuses ("storage object for … already exists")."""
+    return cleanup((prefix,), (SO_PREFIX,))
+
+
 def control_plane(prefix: str, files: list[Path], samples: int,
                   deadline: float = float("inf"), initiator: str = BASELINE_INITIATOR,
                   between: Callable[[str, str], Any] | None = None) -> dict[str, Any]:
@@ -97,18 +108,25 @@ def control_plane(prefix: str, files: list[Path], samples: int,
     not run and the sample's time is estimated from the calls that ran
     (per-call time x calls): such samples are counted in ``estimated``.
     ``between(iqn, secret)`` runs, untimed, while the first export stands
-    (the data-path measurement uses it)."""
+    (the data-path measurement uses it). Every sample starts on an LIO clean
+    of this baseline's objects, and whatever a sample leaves (cut short, or
+    failed) is removed before this returns or raises."""
     creates, deletes, calls, estimated, extra = [], [], [], 0, None
     n_create, n_delete = len(create_commands("x", "x", "x", "x")), len(delete_commands("x", "x"))
+    leftovers = 0
     for i in range(samples):
-        name = f"bench-tcli-{os.getpid()}-{i}"
+        name = f"{SO_PREFIX}{os.getpid()}-{i}"
         iqn = f"{prefix}{name}"
         secret = throwaway_secret()
-        c = _until(create_commands(name, iqn, str(files[i % len(files)]), "127.0.0.1",
-                                   initiator, secret), deadline)
-        if between and i == 0 and len(c) == n_create:
-            extra = between(iqn, secret)
-        d = _until(delete_commands(name, iqn), deadline) if len(c) == n_create else []
+        leftovers += clean(prefix)
+        try:
+            c = _until(create_commands(name, iqn, str(files[i % len(files)]), "127.0.0.1",
+                                       initiator, secret), deadline)
+            if between and i == 0 and len(c) == n_create:
+                extra = between(iqn, secret)
+            d = _until(delete_commands(name, iqn), deadline) if len(c) == n_create else []
+        finally:
+            clean(prefix)
         calls.extend(c + d)
         per_call = statistics.fmean(c + d)
         if len(c) < n_create or len(d) < n_delete:
@@ -123,4 +141,4 @@ def control_plane(prefix: str, files: list[Path], samples: int,
             break
     return {"create": summary(creates), "delete": summary(deletes), "per_call": summary(calls),
             "calls_per_create": n_create, "calls_per_delete": n_delete, "estimated": estimated,
-            "between": extra}
+            "leftovers_removed": leftovers, "between": extra}
