@@ -19,7 +19,8 @@ from typing import Any
 
 from iscsiattach.exception import IscsiAttachError
 from iscsiattach.host.initiator import local_initiator
-from iscsiattach.host.node_record import write_node_secret, write_node_setting
+from iscsiattach.host.node_record import node_records, write_node_secret, write_node_setting
+from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.host.polling import first_look_waits
 
 _READY: set[str] = set()
@@ -75,16 +76,19 @@ def connector_properties(my_ip: str | None, multipath: bool) -> dict[str, Any]:
 
 
 SECRET_NODE_KEYS = ("node.session.auth.password", "node.session.auth.password_in")
-# Settings os-brick sets with one iscsiadm run each before the login, written
-# into the node record instead, as the secrets are: in a slow guest each run
-# costs about as much as the login. The CHAP ones are as old as open-iscsi's
-# records; the scan mode is newer, so it goes there only where the record
-# lists it already (iscsiadm puts every setting it knows into a new record),
-# and an open-iscsi without it still answers for it through iscsiadm.
+# Settings os-brick sets with one iscsiadm run each (node.startup after the
+# login, the rest before it), written into the node record instead, as the
+# secrets are: in a slow guest each run costs about as much as the login.
+# `iscsiadm -o update` rewrites that same file and nothing else (iscsid reads
+# it at the next login). The CHAP ones are as old as open-iscsi's records;
+# the scan mode is newer, so it goes there only where the record lists it
+# already (iscsiadm puts every setting it knows into a new record), and an
+# open-iscsi without it still answers for it through iscsiadm.
 RECORD_NODE_KEYS = {"node.session.auth.authmethod": False,     # key: only where listed
                     "node.session.auth.username": False,
                     "node.session.auth.username_in": False,
-                    "node.session.scan": True}
+                    "node.session.scan": True,
+                    "node.startup": True}
 
 
 def _iscsi(multipath: bool, scan_attempts: int = 5):
@@ -93,7 +97,9 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
     class RecordSecretsConnector(ISCSIConnector):
         """os-brick's iSCSI connector, but CHAP secrets (and the settings of
         RECORD_NODE_KEYS) go into the node record, never onto iscsiadm's
-        command line; sysfs commands are written, not piped through `tee`."""
+        command line; sysfs commands are written, not piped through `tee`;
+        what a file tells is read, not asked of a program (the record's
+        existence, the sessions, multipathd only where multipath is on)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -101,6 +107,23 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
             scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
             scsi.device_name_by_hctl = wait_for_disk(scsi.device_name_by_hctl)
             scsi.echo_scsi_command = echo_scsi_command
+
+        def check_multipath(self, props):
+            # Asks multipathd (a program run) only to warn that multipath
+            # was asked for and is missing: nothing to check without it.
+            if self.use_multipath:
+                super().check_multipath(props)
+
+        def _run_iscsiadm(self, props, command, **kwargs):
+            # A bare `iscsiadm -m node -T -p` only asks whether the record
+            # exists (its output is unused): the record's file tells.
+            if command == () and node_records(props["target_iqn"], props["target_portal"]):
+                return "", ""
+            return super()._run_iscsiadm(props, command, **kwargs)
+
+        def _get_iscsi_sessions_full(self):
+            listed = iscsi_sessions()
+            return super()._get_iscsi_sessions_full() if listed is None else listed
 
         def _iscsiadm_update(self, props, key, value, **kwargs):
             iqn, portal = props["target_iqn"], props["target_portal"]

@@ -8,10 +8,11 @@ import uuid
 
 import pytest
 
+from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.secret import Secret
 from iscsiattach.target import (Backing, BackingKind, ChapCredentials, ExportSpec,
                                 Grant, Portal)
-from tests.functional.iscsi import (Node, initiator_name, sysfs_identity, wait_for,
+from tests.functional.iscsi import (Node, iscsiadm, initiator_name, sysfs_identity, wait_for,
                                     write_and_read_back)
 
 V4 = Portal("127.0.0.1", 3260)
@@ -156,6 +157,29 @@ def test_ipv6_portal(backend, make_backing, me):
     assert sysfs_identity(dev)[1] == spec.volume_id
     assert write_and_read_back(dev, 1 << 20)
     node.delete()
+
+
+def _iscsiadm_sessions() -> list[tuple[str, ...]]:
+    """`iscsiadm -m session`, split as os-brick splits it."""
+    out = iscsiadm("-m", "session", check=False).stdout
+    return [(f[0], f[1][1:-1], *f[2].split(","), f[3])
+            for f in (line.split() for line in out.splitlines() if line)]
+
+
+def test_sessions_read_from_sysfs_are_what_iscsiadm_lists(backend, make_backing, me):
+    nodes = []
+    for portal in (V4, V6):
+        spec, info = export(backend, make_backing(), portal=portal)
+        backend.authorize(spec.volume_id, grant(me))
+        nodes.append(Node(info.target_iqn, portal).setup(USER, SECRET))
+        assert nodes[-1].login().returncode == 0
+    ours = iscsi_sessions()
+    assert ours is not None and len(ours) >= 2
+    assert {s[4] for s in ours} >= {n.iqn for n in nodes}
+    assert sorted(ours) == sorted(_iscsiadm_sessions())
+    for node in nodes:
+        node.delete()
+    assert not {s[4] for s in iscsi_sessions() or []} & {n.iqn for n in nodes}
 
 
 def test_repeated_operations_do_not_disturb_a_live_session(backend, make_backing, me):

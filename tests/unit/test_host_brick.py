@@ -175,3 +175,62 @@ def test_sysfs_commands_are_written_not_piped_through_tee(tmp_path, monkeypatch)
     scan.write_text("")
     conn._linuxscsi.echo_scsi_command(str(scan), "0 0 0")
     assert scan.read_text() == "0 0 0"
+
+
+def test_node_startup_goes_into_the_record_after_login(tmp_path, monkeypatch):
+    from iscsiattach.host import node_record
+    iqn, portal = "iqn.2010-10.org.x:v", "10.0.0.1:3260"
+    record = tmp_path / iqn / "10.0.0.1,3260"
+    record.parent.mkdir()
+    record.write_text("node.name = x\nnode.startup = manual\n")
+    monkeypatch.setattr(node_record, "NODE_DIRS", (str(tmp_path),))
+    conn = brick._iscsi(False)
+    monkeypatch.setattr(subprocess, "Popen", _no_program)
+    conn._iscsiadm_update({"target_iqn": iqn, "target_portal": portal}, "node.startup",
+                          "automatic")
+    assert record.read_text().splitlines() == ["node.name = x", "node.startup = automatic"]
+
+
+def _no_program(*args, **kwargs):
+    raise AssertionError(f"ran a program: {args[0]}")
+
+
+def test_whether_a_record_exists_is_read_from_its_file(tmp_path, monkeypatch):
+    """os-brick runs a bare `iscsiadm -m node -T -p` to learn whether the
+    record exists (its output unused); --op new follows when it does not."""
+    from iscsiattach.host import node_record
+    iqn, portal = "iqn.2010-10.org.x:v", "10.0.0.1:3260"
+    monkeypatch.setattr(node_record, "NODE_DIRS", (str(tmp_path),))
+    conn, ran = brick._iscsi(False), []
+    monkeypatch.setattr(conn, "_execute", lambda *cmd, **kw: ran.append(cmd) or
+                        ("", "iscsiadm: No records found\n"))
+    props = {"target_iqn": iqn, "target_portal": portal}
+    assert conn._run_iscsiadm(props, ())[1]         # no record: iscsiadm says so
+    assert ran == [("iscsiadm", "-m", "node", "-T", iqn, "-p", portal)]
+    (tmp_path / iqn).mkdir()
+    (tmp_path / iqn / "10.0.0.1,3260").write_text("node.name = x\n")
+    assert conn._run_iscsiadm(props, ()) == ("", "")
+    assert len(ran) == 1
+    conn._run_iscsiadm(props, ("--login",))          # everything else still runs
+    assert ran[-1][-1] == "--login"
+
+
+@pytest.mark.parametrize("multipath", [False, True])
+def test_multipathd_is_asked_only_for_multipath(monkeypatch, multipath):
+    conn, asked = brick._iscsi(multipath), []
+    monkeypatch.setattr(conn, "supports_multipath", lambda: asked.append(1) or True)
+    conn.check_multipath({"target_iqn": "iqn.2010-10.org.x:v"})
+    assert asked == ([1] if multipath else [])
+
+
+def test_sessions_come_from_sysfs_and_from_iscsiadm_when_it_cannot_tell(monkeypatch):
+    conn = brick._iscsi(False)
+    listed = [("tcp:", "1", "10.0.0.1:3260", "1", "iqn.2010-10.org.x:v")]
+    monkeypatch.setattr(brick, "iscsi_sessions", lambda: listed)
+    monkeypatch.setattr(conn, "_run_iscsi_session", _no_program)
+    assert conn._get_iscsi_sessions_full() == listed
+    monkeypatch.setattr(brick, "iscsi_sessions", lambda: None)
+    monkeypatch.setattr(conn, "_run_iscsi_session", lambda: (
+        "tcp: [7] 10.0.0.2:3260,1 iqn.2010-10.org.x:w (non-flash)\n", ""))
+    assert conn._get_iscsi_sessions_full() == [
+        ("tcp:", "7", "10.0.0.2:3260", "1", "iqn.2010-10.org.x:w")]
