@@ -9,6 +9,7 @@ time.sleep with the line that asked for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import subprocess
@@ -173,13 +174,20 @@ def brick_as_is() -> Iterator[None]:
     (CHAP secrets still kept off argv): the connector from os-brick's
     all-protocol get_connector_properties (six programs), os-brick's own
     looks for the WWN and the disk with their fixed 1 s sleeps after a miss,
-    sysfs writes through `tee`, and the scan/CHAP settings through iscsiadm."""
+    sysfs writes through `tee`, the scan/CHAP/startup settings, the record
+    check and the session lists through iscsiadm, multipathd always asked."""
     from os_brick.initiator import connector
+    from os_brick.initiator.connectors.iscsi import ISCSIConnector
     from oslo_concurrency import processutils
     from iscsiattach.host import brick
     names = ("connector_properties", "wait_for_udev", "wait_for_disk", "echo_scsi_command",
-             "RECORD_NODE_KEYS")
+             "RECORD_NODE_KEYS", "iscsi_sessions", "node_records", "_iscsi")
     real = {name: getattr(brick, name) for name in names}
+
+    def iscsi(multipath, scan_attempts=5):
+        conn = real["_iscsi"](multipath, scan_attempts)
+        conn.check_multipath = functools.partial(ISCSIConnector.check_multipath, conn)
+        return conn
 
     def connector_properties(my_ip, multipath):
         return connector.get_connector_properties("", my_ip or "127.0.0.1", multipath,
@@ -189,7 +197,8 @@ def brick_as_is() -> Iterator[None]:
         processutils.execute("tee", "-a", path, process_input=content)
     as_is = {"connector_properties": connector_properties, "echo_scsi_command": echo_scsi_command,
              "wait_for_udev": lambda look, **kw: look, "wait_for_disk": lambda look, **kw: look,
-             "RECORD_NODE_KEYS": {}}
+             "RECORD_NODE_KEYS": {}, "iscsi_sessions": lambda: None,
+             "node_records": lambda *args, **kwargs: [], "_iscsi": iscsi}
     for name, value in as_is.items():
         setattr(brick, name, value)
     try:
