@@ -28,10 +28,16 @@ def _ours(backend, spec: ExportSpec) -> Path:
 
 
 def _settings(so: Path, backing_path: str) -> dict[str, str]:
-    """Everything the kernel shows of a storage object, its own names taken out."""
-    out = {"info": re.sub(r"\bID: \d+", "ID: N", (so / "info").read_text().replace(
-        backing_path, "PATH")), "udev_path": (so / "udev_path").read_text().strip(),
-        "enable": (so / "enable").read_text().strip()}
+    """Everything the kernel shows of a storage object, its own names taken
+    out: the backing's path and device name, the backstore index, the minor
+    number, and the status (ACTIVATED only while a LUN uses it, as ours does)."""
+    def plain(text: str) -> str:
+        text = text.replace(backing_path, "PATH").replace(Path(backing_path).name, "DEV")
+        text = re.sub(r"\bStatus: \w+", "Status: S", text)
+        return re.sub(r"\b(ID|Minor): \d+", r"\1: N", text).strip()
+    out = {"info": plain((so / "info").read_text()),
+           "udev_path": plain((so / "udev_path").read_text()),
+           "enable": (so / "enable").read_text().strip()}
     for attr in sorted((so / "attrib").iterdir()):
         out[f"attrib/{attr.name}"] = attr.read_text().strip()
     serial = (so / "wwn" / "vpd_unit_serial").read_text()
