@@ -1,0 +1,50 @@
+"""Profile one restore in-process, in the VM: where the first reconcile's
+time goes when LIO holds nothing of ours (cProfile, cumulative and own time).
+
+    tools/vm -- env PYTHONPATH=tools .venv/bin/python -m benchlib.profile_restore \\
+        results/bench/prepop-full/state-1000
+
+STATE is a state directory made by benchlib.populate (tools/bench makes them).
+Not a benchmark (the profiler slows Python down): it says where, not how fast.
+Everything it builds is removed at the end, by the bench's own prefix.
+"""
+from __future__ import annotations
+
+import cProfile
+import pstats
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from benchlib import populate
+from benchlib.common import PREFIX_OURS, WORK, scratch_fs
+from benchlib.lio_cleanup import cleanup
+
+
+def main() -> None:
+    from iscsiattach.attachments.services import build
+    from iscsiattach.target import Portal
+    from iscsiattach.target.lio import LioBackend
+    from iscsiattach.volumes.file import FileBackend
+    with scratch_fs(4) as mnt:
+        state = WORK / "profile-state"
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(Path(sys.argv[1]), state)
+        print("volume files:", populate.make_volume_files(state), flush=True)
+        lio = LioBackend(prefix=PREFIX_OURS, write_back=True, lock_path=str(state / "locks"))
+        svc = build(str(state), lio, FileBackend(str(mnt / "ours")), (Portal("127.0.0.1"),))
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        try:
+            report = prof.runcall(svc.reconciler.run, exclusive=True)
+            print(f"restore under the profiler: {time.perf_counter() - t0:.1f} s, {report}")
+            stats = pstats.Stats(prof)
+            stats.sort_stats("cumulative").print_stats(40)
+            stats.sort_stats("tottime").print_stats(25)
+        finally:
+            print("removed:", cleanup((PREFIX_OURS,), ("volume-",), scan_core=False))
+
+
+if __name__ == "__main__":
+    main()
