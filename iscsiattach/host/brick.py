@@ -20,8 +20,8 @@ from typing import Any
 from iscsiattach.exception import IscsiAttachError
 from iscsiattach.host.initiator import local_initiator
 from iscsiattach.host.node_record import node_records, write_node_secret, write_node_setting
-from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.host.polling import first_look_waits
+from iscsiattach.host.sessions import iscsi_sessions
 
 _READY: set[str] = set()
 

@@ -79,11 +79,12 @@ made the link, so it succeeds as soon as udev is done; multipath devices
 and hosts without a running udevd are left to os-brick. Its connector holds
 the iSCSI fields only (no NVMe/host-uuid probing: six programs fewer). The
 detach side has no fixed wait in these runs (its removal poll found the
-device gone at once): its time is nine programs (discoverydb and node and
-session reads, multipathd, `blockdev --flushbufs`, the SCSI delete via
-`tee`, a node.startup update, logout, node delete) against the floor's two;
-os-brick offers no setting to skip the reads (ours writes the SCSI delete
-to sysfs itself, without `tee`).
+device gone at once): os-brick as is runs nine programs (discoverydb and
+node and session reads, multipathd, `blockdev --flushbufs`, the SCSI delete
+via `tee`, a node.startup update, logout, node delete) against the floor's
+two, and offers no setting to skip the reads. Ours writes the SCSI delete
+to sysfs itself, reads the sessions from sysfs and sets node.startup in the
+record file: the table above lists what still runs.
 """
 
 
