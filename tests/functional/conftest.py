@@ -20,6 +20,7 @@ from iscsiattach.target.model import volume_name
 from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm
+from tests.functional.logwindow import LogWindow, iscsid_log
 
 PREFIX = "iqn.2010-10.org.iscsiattach.test:"
 SCRATCH = Path("/tmp/iscsiattach-functional")
@@ -29,6 +30,28 @@ def pytest_configure(config):
     if not (CONFIGFS / "core").is_dir():
         pytest.exit("functional tests need a kernel with LIO (configfs target): run them "
                     "with tools/test, which boots the VM (tools/vm)", returncode=3)
+
+
+LOG_WINDOW = pytest.StashKey[LogWindow]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.stash[LOG_WINDOW] = window = LogWindow(iscsid_log())
+    try:
+        yield
+    finally:
+        window.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries what LIO and iscsid logged meanwhile."""
+    report = (yield).get_result()
+    window = item.stash.get(LOG_WINDOW, None)
+    if report.failed and window is not None:
+        report.sections.append(("kernel log during this test", window.kernel()))
+        report.sections.append(("iscsid log during this test", window.iscsid()))
 
 
 @pytest.fixture(scope="session")
