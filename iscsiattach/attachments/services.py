@@ -7,7 +7,7 @@ from pathlib import Path
 
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
-from iscsiattach.attachments.reconciler import Reconciler
+from iscsiattach.attachments.reconciler import RESTORE_WORKERS, Reconciler
 from iscsiattach.attachments.service import AttachmentService
 from iscsiattach.attachments.volumes import VolumeService
 from iscsiattach.store import Store
@@ -35,7 +35,8 @@ def lock_dir(state_path: str) -> str:
 
 
 def build(state_path: str, target: TargetBackend, volume_backend: VolumeBackend,
-          portals: tuple[Portal, ...], max_size_gib: int = 16384) -> Services:
+          portals: tuple[Portal, ...], max_size_gib: int = 16384,
+          restore_workers: int = RESTORE_WORKERS) -> Services:
     Path(state_path).mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_path, 0o700)
     store = Store(os.path.join(state_path, DB_NAME))
@@ -45,4 +46,4 @@ def build(state_path: str, target: TargetBackend, volume_backend: VolumeBackend,
     volumes = VolumeService(store, converger, locks, max_size_gib)
     return Services(store, locks, converger, volumes,
                     AttachmentService(store, converger, locks),
-                    Reconciler(converger, volumes, locks))
+                    Reconciler(converger, volumes, locks, restore_workers))

@@ -54,7 +54,7 @@ def build_services(config: cfg.ConfigOpts, lock_wait=None) -> Services:
     lio = LioBackend(prefix=config.lio.target_prefix, write_back=config.lio.fileio_write_back,
                      lock_path=lock_dir(state), lock_wait=lock_wait)
     return build(state, lio, backend_from_conf(config), portals_from_conf(config),
-                 config.volumes.max_size_gib)
+                 config.volumes.max_size_gib, config.reconciler.restore_workers)
 
 
 def build_auth(config: cfg.ConfigOpts) -> Auth:

@@ -44,7 +44,8 @@ from iscsiattach.target.model import (
     ExportInfo, ExportSpec, ExportState, Grant, Portal, unit_serial,
     validate_iqn, validate_volume_id, volume_name)
 
-from iscsiattach.target.lio_build import (build_target, create_storage_object, hide_secrets,
+from iscsiattach.target.lio_build import (build_target, claim_storage_object,
+                                          configure_storage_object, hide_secrets,
                                           require_acl_auth, set_secret)
 from iscsiattach.target.lio_layout import (CONFIGFS, DIRPREFIX, HBA_BASE, KIND_OF_DIR,
                                            TPG_TAG, VOLUME_RE, has_children, hba_slots)
@@ -148,14 +149,25 @@ class LioBackend(TargetBackend):
         return Backing(BackingKind.BLOCK, so.udev_path)
 
     def _create_storage_object(self, spec: ExportSpec) -> tuple[BackingKind, int]:
-        b = spec.backing
-        index = self._free_slot(spec.volume_id, b.kind)
-        LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
+        kind, index = self._claim_storage_object(spec)
+        self._finish_storage_object(spec, kind, index)
+        return kind, index
+
+    def _claim_storage_object(self, spec: ExportSpec) -> tuple[BackingKind, int]:
+        """Make the storage object's folder in a free backstore slot (under
+        the LIO lock: slots are shared by all volumes)."""
+        kind = spec.backing.kind
+        index = self._free_slot(spec.volume_id, kind)
         self._fm()                      # LIO there, dbroot known
-        create_storage_object(self._so_dir(b.kind, index, spec.name), b,
-                              unit_serial(spec.volume_id), write_back=self.write_back,
-                              dbroot=self._dbroot)
-        return b.kind, index
+        claim_storage_object(self._so_dir(kind, index, spec.name))
+        return kind, index
+
+    def _finish_storage_object(self, spec: ExportSpec, kind: BackingKind, index: int) -> None:
+        b = spec.backing
+        LOG.info("creating %s storage object %s on %s", b.kind.value, spec.name, b.path)
+        configure_storage_object(self._so_dir(kind, index, spec.name), b,
+                                 unit_serial(spec.volume_id), write_back=self.write_back,
+                                 dbroot=self._dbroot)
 
     @staticmethod
     def _so_dir(kind: BackingKind, index: int, name: str) -> str:
@@ -223,26 +235,33 @@ class LioBackend(TargetBackend):
 
     def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
         """The export and its ACLs where LIO holds nothing of this volume (a
-        restore after a reboot), under one LIO lock and written straight from
-        the spec: none of the reads that converging does (each configfs read
-        costs about as much as a write). False, with nothing changed, if any
-        of the volume's export is there; export()/authorize() converge it."""
+        restore after a reboot), written straight from the spec: none of the
+        reads that converging does (each configfs read costs about as much as
+        a write). False, with nothing changed, if any of the volume's export
+        is there; export()/authorize() converge it.
+
+        The LIO lock is held only while the storage object claims its
+        backstore slot, the one folder volumes share. Everything after that
+        is under folders of this volume alone, which the caller's volume lock
+        guards: builds of different volumes run side by side, one waiting in
+        the kernel while another writes (a restore is mostly such waits).
+        """
         vid = spec.volume_id
         self._check_new_backing(spec.backing)
-        with self._locked(), _translated(f"building the export of volume {vid}"):
-            if self._target_path(vid).is_dir() or self._find_storage_object(vid):
-                return False
+        with _translated(f"building the export of volume {vid}"):
+            with self._locked():
+                if self._target_path(vid).is_dir() or self._find_storage_object(vid):
+                    return False
+                kind, index = self._claim_storage_object(spec)
             try:
-                self._build(spec, grants)
+                self._finish_storage_object(spec, kind, index)
+                build_target(str(self._target_path(vid)), TPG_TAG, spec.portals,
+                             self._so_dir(kind, index, spec.name), grants)
             except Exception:
-                self._remove(vid)       # leave nothing half-built behind
+                with self._locked():
+                    self._remove(vid)       # leave nothing half-built behind
                 raise
             return True
-
-    def _build(self, spec: ExportSpec, grants: list[Grant]) -> None:
-        kind, index = self._create_storage_object(spec)
-        build_target(str(self._target_path(spec.volume_id)), TPG_TAG, spec.portals,
-                     self._so_dir(kind, index, spec.name), grants)
 
     def unexport(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)

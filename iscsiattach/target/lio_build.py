@@ -79,8 +79,20 @@ def create_storage_object(so_dir: str, backing: Backing, serial: str, *, write_b
     write cache and honours SYNCHRONIZE CACHE, like any disk with a cache.
     A block device is iblock, opened exclusively by the kernel. The caller
     removes what is there if this raises part way."""
+    claim_storage_object(so_dir)
+    configure_storage_object(so_dir, backing, serial, write_back=write_back, dbroot=dbroot)
+
+
+def claim_storage_object(so_dir: str) -> None:
+    """The backstore folder and the storage object's folder in it: from here
+    on the slot is taken (the kernel refuses a second mkdir)."""
     os.mkdir(os.path.dirname(so_dir))
     os.mkdir(so_dir)
+
+
+def configure_storage_object(so_dir: str, backing: Backing, serial: str, *,
+                             write_back: bool, dbroot: str) -> None:
+    """The rest of create_storage_object(), in a claimed folder."""
     control = f"{so_dir}/control"
     if backing.kind is BackingKind.FILE:
         put(control, f"fd_dev_name={backing.path},fd_dev_size={backing.size}")

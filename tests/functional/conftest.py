@@ -169,6 +169,14 @@ class LioTamper(Tamper):
         tpg.rmdir()
         target.rmdir()
 
+    def storage_object_slot(self, vid):
+        """The backstore index holding the volume's storage object, or None."""
+        for index in hba_slots(self.lio.prefix, vid):
+            for dirp in ("fileio", "iblock"):
+                if (CONFIGFS / "core" / f"{dirp}_{index}" / volume_name(vid)).is_dir():
+                    return index
+        return None
+
     def leftovers(self, vid):
         left = []
         target = CONFIGFS / "iscsi" / self.lio.target_iqn(vid)

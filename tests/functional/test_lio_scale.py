@@ -10,11 +10,13 @@ import json
 import statistics
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from iscsiattach.secret import Secret
 from iscsiattach.target import ChapCredentials, ExportSpec, Grant, Portal
+from iscsiattach.target.lio_layout import hba_slots
 
 N = 200
 
@@ -59,3 +61,40 @@ def test_200_exports_created_and_removed(backend, make_backing, tamper, results_
         print(f"\n{N} exports on LIO (times not asserted):")
         for kind, row in report.items():
             print(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def _ids_sharing_first_slots(prefix: str, pairs: int) -> list[tuple[str, str]]:
+    """Volume ids, two by two, whose backstore slots start at the same index."""
+    first: dict[int, str] = {}
+    found: list[tuple[str, str]] = []
+    while len(found) < pairs:
+        vid = str(uuid.uuid4())
+        slot = hba_slots(prefix, vid)[0]
+        if slot in first:
+            found.append((first.pop(slot), vid))
+        else:
+            first[slot] = vid
+    return found
+
+
+def test_builds_in_threads_each_take_a_slot_of_their_own(backend, make_backing, tamper):
+    """A restore builds exports side by side; the one thing they share is the
+    choice of backstore slot, and volumes whose slots collide get different ones."""
+    grant = Grant("iqn.2004-10.com.example:threads",
+                  ChapCredentials("threads-user", Secret("threads-secret-0123456789")))
+    pairs = _ids_sharing_first_slots(backend.prefix, 3)
+    ids = [vid for pair in pairs for vid in pair] + [str(uuid.uuid4()) for _ in range(10)]
+    specs = [ExportSpec(vid, make_backing(8 << 20), (Portal("127.0.0.1"),)) for vid in ids]
+    with ThreadPoolExecutor(8) as pool:
+        built = list(pool.map(lambda spec: backend.build(spec, [grant]), specs))
+    assert built == [True] * len(specs)
+    slots = {vid: tamper.storage_object_slot(vid) for vid in ids}
+    assert len(set(slots.values())) == len(ids)
+    for a, b in pairs:
+        first = hba_slots(backend.prefix, a)[:2]
+        assert sorted([slots[a], slots[b]]) == sorted(first)
+    for spec in specs:
+        assert backend.drift(spec, [grant]) == []
+    for vid in ids:
+        assert backend.unexport(vid) is True
+    assert [left for vid in ids for left in tamper.leftovers(vid)] == []

@@ -1,12 +1,17 @@
 """The reconciler against the fake target: reboot, drift, orphans, crashes."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 
 import pytest
 
+from iscsiattach.attachments.services import build
+from iscsiattach.exception import TargetError
 from iscsiattach.target import Backing, BackingKind, ExportSpec, Portal
 from iscsiattach.target.fake import FakeTarget
+from iscsiattach.volumes.file import FileBackend
 from tests.unit.test_attachments import A, B, connector, instance
 
 
@@ -222,7 +227,6 @@ def test_a_restore_converges_what_appeared_meanwhile(services, fake_target, monk
 def test_a_restore_reads_each_volume_under_its_lock(services, fake_target, monkeypatch):
     """Not exclusive (the API may be serving): a host detached just before the
     reconciler got the volume's lock does not get its ACL back."""
-    import contextlib
     vol, _ = _two_attached(services)
     _reboot(fake_target)
     gone = next(a for a in services.store.attachments(vol.id) if a.initiator == B)
@@ -237,3 +241,66 @@ def test_a_restore_reads_each_volume_under_its_lock(services, fake_target, monke
     monkeypatch.setattr(services.locks, "lock", lock)
     services.reconciler.run()
     assert set(fake_target.inspect(vol.id).acls) == {A}
+
+
+def _record_builds(services, fake_target, monkeypatch, hook=None):
+    """Wraps build(): who built what, and whether the volume's lock was held."""
+    held, seen = set(), []
+    real_lock, real_build = services.locks.lock, fake_target.build
+
+    @contextlib.contextmanager
+    def lock(volume_id):
+        with real_lock(volume_id):
+            held.add(volume_id)
+            try:
+                yield
+            finally:
+                held.discard(volume_id)
+
+    def build(spec, grants):
+        seen.append((spec.volume_id, threading.current_thread().name, spec.volume_id in held))
+        if hook:
+            hook(spec.volume_id)
+        return real_build(spec, grants)
+    monkeypatch.setattr(services.locks, "lock", lock)
+    monkeypatch.setattr(fake_target, "build", build)
+    return seen
+
+
+def test_a_first_pass_restores_volumes_side_by_side(services, fake_target, monkeypatch):
+    vols = [_two_attached(services)[0] for _ in range(6)]
+    before = {v.id: fake_target.inspect(v.id) for v in vols}
+    _reboot(fake_target)
+    two_at_once = threading.Barrier(2, timeout=10)
+
+    def hook(volume_id):
+        if volume_id in (vols[0].id, vols[1].id):
+            two_at_once.wait()      # breaks (an error) unless both build at once
+        if volume_id == vols[2].id:
+            raise TargetError("the kernel said no")
+    seen = _record_builds(services, fake_target, monkeypatch, hook)
+    report = services.reconciler.run(exclusive=True)
+    assert [e.split(":")[0] for e in report.errors] == [f"volume {vols[2].id}"]
+    assert (report.volumes_checked, report.volumes_repaired) == (6, 5)
+    assert sorted(vid for vid, _, _ in seen) == sorted(v.id for v in vols)
+    assert all(locked for _, _, locked in seen), "a build ran without its volume's lock"
+    assert len({thread for _, thread, _ in seen}) > 1
+    assert all(thread.startswith("restore") for _, thread, _ in seen)
+    assert {v.id: fake_target.inspect(v.id) for v in vols if v != vols[2]} == \
+        {vid: state for vid, state in before.items() if vid != vols[2].id}
+    assert fake_target.inspect(vols[2].id) is None
+    assert services.reconciler.run().volumes_repaired == 1     # the next pass builds it
+
+
+@pytest.mark.parametrize("workers,exclusive", [(1, True), (4, False)])
+def test_a_restore_runs_in_this_thread_unless_exclusive_with_workers(
+        tmp_path, fake_target, monkeypatch, workers, exclusive):
+    services = build(str(tmp_path / "state"), fake_target,
+                     FileBackend(str(tmp_path / "state" / "volumes")),
+                     (Portal("127.0.0.1"),), max_size_gib=100, restore_workers=workers)
+    for _ in range(3):
+        _two_attached(services)
+    _reboot(fake_target)
+    seen = _record_builds(services, fake_target, monkeypatch)
+    assert services.reconciler.run(exclusive=exclusive).volumes_repaired == 3
+    assert {thread for _, thread, _ in seen} == {threading.current_thread().name}
