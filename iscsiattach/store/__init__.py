@@ -1,4 +1,4 @@
-"""Durable state: SQLite through SQLAlchemy, schema kept by alembic."""
+"""Durable state: SQLite (plain sqlite3), schema kept by alembic."""
 from iscsiattach.store.db import Attachment, Store, Volume
 
 __all__ = ["Attachment", "Store", "Volume"]

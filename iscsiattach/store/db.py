@@ -4,24 +4,33 @@ One SQLite file, 0600 in a 0700 directory (it holds CHAP secrets), WAL with
 fully synchronous commits so an acknowledged change survives a power cut.
 Status changes are compare-and-swap (``UPDATE ... WHERE status IN (...)``),
 so two writers can never both win a transition that only one may make.
+
+Plain sqlite3, a handful of statements: the daemon starts (and a node
+restores after a reboot) without importing an ORM; on a slow machine that
+import cost more than the rest of the start. The schema and its migrations
+are alembic's (``schema.py``, ``migrations/``), imported only when one is due.
+Values are stored as SQLAlchemy stores them on SQLite (datetimes as
+``YYYY-MM-DD HH:MM:SS.ffffff`` text, booleans as 0/1), so existing databases
+read back unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import sqlalchemy as sa
-
 from iscsiattach.exception import NotFound
 from iscsiattach.secret import Secret
-from iscsiattach.store.schema import attachments, volumes
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def utcnow() -> dt.datetime:
@@ -59,88 +68,188 @@ class Attachment:
     updated_at: dt.datetime
 
 
-def _volume(row) -> Volume:
-    return Volume(**{f.name: row._mapping[f.name] for f in fields(Volume)})
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    row: type
+    defaults: dict[str, Any]            # what an insert leaves out (schema.py's defaults)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.row))
 
 
-def _attachment(row) -> Attachment:
-    m = dict(row._mapping)
-    m["connector"] = json.loads(m["connector"]) if m["connector"] else None
-    m["chap_secret"] = Secret(m["chap_secret"]) if m["chap_secret"] else None
-    return Attachment(**{f.name: m[f.name] for f in fields(Attachment)})
+VOLUMES = _Table("volumes", Volume, {"name": "", "multiattach": False})
+ATTACHMENTS = _Table("attachments", Attachment, {"attach_mode": "rw"})
+_DATETIMES = {"created_at", "updated_at", "attached_at", "detached_at"}
 
 
-def _attachment_values(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    if "connector" in out and out["connector"] is not None:
-        out["connector"] = json.dumps(out["connector"], sort_keys=True)
-    if isinstance(out.get("chap_secret"), Secret):
-        out["chap_secret"] = out["chap_secret"].reveal()
-    return out
+def _to_db(column: str, value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.strftime(DATETIME_FORMAT)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Secret):
+        return value.reveal()
+    if column == "connector" and value is not None:
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _from_db(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _DATETIMES:
+        return dt.datetime.fromisoformat(value)
+    if column == "multiattach":
+        return bool(value)
+    if column == "connector":
+        return json.loads(value) if value else None
+    if column == "chap_secret":
+        return Secret(value) if value else None
+    return value
+
+
+def _row(table: _Table, row: tuple) -> Any:
+    return table.row(*(_from_db(c, v) for c, v in zip(table.columns, row)))
+
+
+def _assignments(table: _Table, values: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    unknown = set(values) - set(table.columns)
+    if unknown:
+        raise TypeError(f"no such column in {table.name}: {sorted(unknown)}")
+    return list(values), [_to_db(c, v) for c, v in values.items()]
 
 
 class Store:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         _private_file(self.path)
-        # hide_parameters: a database error must not quote a CHAP secret.
-        self.engine = sa.create_engine(f"sqlite:///{self.path}", hide_parameters=True,
-                                       connect_args={"timeout": 30})
-        sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._idle: list[sqlite3.Connection] = []
 
+    # -- connections --------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are the explicit BEGINs below.
+        # Errors never quote parameters, so a CHAP secret stays out of them.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this store's, one thread at a time (a small pool:
+        list.pop and append are atomic)."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._idle.append(conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE: the write lock up front, so a busy database is waited
+        # for (timeout) instead of failing halfway through.
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:     # the pool must get it back clean
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _select(self, table: _Table, where: str = "", args: tuple = (),
+                order: str = "") -> list[Any]:
+        sql = f"SELECT {', '.join(table.columns)} FROM {table.name}" \
+            + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
+        with self._connection() as conn:
+            return [_row(table, r) for r in conn.execute(sql, args).fetchall()]
+
+    def _insert(self, table: _Table, values: dict[str, Any]) -> None:
+        now = utcnow()
+        cols, args = _assignments(table, {**table.defaults, "created_at": now,
+                                          "updated_at": now, **values})
+        with self._transaction() as conn:
+            conn.execute(f"INSERT INTO {table.name} ({', '.join(cols)}) "
+                         f"VALUES ({', '.join('?' * len(cols))})", args)
+
+    def _cas(self, table: _Table, row_id: str, from_status: Iterable[str] | None,
+             values: dict[str, Any]) -> bool:
+        cols, args = _assignments(table, {"updated_at": utcnow(), **values})
+        sql = f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        args.append(row_id)
+        if from_status is not None:
+            wanted = list(from_status)
+            sql += f" AND status IN ({', '.join('?' * len(wanted))})"
+            args += wanted
+        with self._transaction() as conn:
+            return conn.execute(sql, args).rowcount == 1
+
+    def close(self) -> None:
+        """Close the idle connections (a later call opens new ones)."""
+        while self._idle:
+            self._idle.pop().close()
+
+    # -- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
         """Bring the schema to the newest revision, keeping the data.
 
-        alembic is imported only when a migration is due: on a slow machine
-        importing it costs more than the rest of the daemon's start, and on
-        almost every start the schema is already at the head revision (one
-        query tells).
+        alembic (and SQLAlchemy under it) is imported only when a migration
+        is due: on a slow machine importing them costs more than the rest of
+        the daemon's start, and on almost every start the schema is already
+        at the head revision (one query tells).
         """
         head = head_revision()
         if head is not None and self.revision() == head:
             return
+        import sqlalchemy as sa
         from alembic import command
         from alembic.config import Config
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        # hide_parameters: a database error must not quote a CHAP secret.
+        engine = sa.create_engine(f"sqlite:///{self.path}", hide_parameters=True,
+                                  connect_args={"timeout": 30})
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
 
     def revision(self) -> str | None:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             try:
-                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            except sa.exc.OperationalError:
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError:
                 return None
+        return row[0] if row else None
 
     # -- volumes --------------------------------------------------------------
     def add_volume(self, **values: Any) -> Volume:
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(volumes.insert().values(created_at=now, updated_at=now, **values))
+        self._insert(VOLUMES, values)
         return self.volume(values["id"])
 
     def volume(self, volume_id: str) -> Volume:
-        with self.engine.connect() as conn:
-            row = conn.execute(volumes.select().where(volumes.c.id == volume_id)).first()
-        if row is None:
+        found = self._select(VOLUMES, "id = ?", (volume_id,))
+        if not found:
             raise NotFound(f"volume {volume_id} not found")
-        return _volume(row)
+        return found[0]
 
     def volumes(self) -> list[Volume]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(volumes.select().order_by(volumes.c.created_at, volumes.c.id))
-            return [_volume(r) for r in rows]
+        return self._select(VOLUMES, order="created_at, id")
 
     def cas_volume(self, volume_id: str, from_status: Iterable[str] | None,
                    **values: Any) -> bool:
         """Update if the status is one of ``from_status`` (None: any); True if it did."""
-        stmt = volumes.update().where(volumes.c.id == volume_id)
-        if from_status is not None:
-            stmt = stmt.where(volumes.c.status.in_(list(from_status)))
-        with self.engine.begin() as conn:
-            return conn.execute(stmt.values(updated_at=utcnow(), **values)).rowcount == 1
+        return self._cas(VOLUMES, volume_id, from_status, values)
 
     def settle_volume(self, volume_id: str, from_status: Iterable[str],
                       derive: Callable[[list[str]], str]) -> str | None:
@@ -153,43 +262,35 @@ class Store:
         return None
 
     def remove_volume(self, volume_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(attachments.delete().where(attachments.c.volume_id == volume_id))
-            conn.execute(volumes.delete().where(volumes.c.id == volume_id))
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM attachments WHERE volume_id = ?", (volume_id,))
+            conn.execute("DELETE FROM volumes WHERE id = ?", (volume_id,))
 
     # -- attachments ----------------------------------------------------------
     def add_attachment(self, **values: Any) -> Attachment:
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(attachments.insert().values(
-                created_at=now, updated_at=now, **_attachment_values(values)))
+        self._insert(ATTACHMENTS, values)
         return self.attachment(values["id"])
 
     def attachment(self, attachment_id: str) -> Attachment:
-        with self.engine.connect() as conn:
-            row = conn.execute(attachments.select().where(
-                attachments.c.id == attachment_id)).first()
-        if row is None:
+        found = self._select(ATTACHMENTS, "id = ?", (attachment_id,))
+        if not found:
             raise NotFound(f"attachment {attachment_id} not found")
-        return _attachment(row)
+        return found[0]
 
     def attachments(self, volume_id: str | None = None,
                     include_detached: bool = False) -> list[Attachment]:
-        stmt = attachments.select().order_by(attachments.c.created_at, attachments.c.id)
+        where, args = [], []
         if volume_id is not None:
-            stmt = stmt.where(attachments.c.volume_id == volume_id)
+            where.append("volume_id = ?")
+            args.append(volume_id)
         if not include_detached:
-            stmt = stmt.where(attachments.c.status != "detached")
-        with self.engine.connect() as conn:
-            return [_attachment(r) for r in conn.execute(stmt)]
+            where.append("status != 'detached'")
+        return self._select(ATTACHMENTS, " AND ".join(where), tuple(args),
+                            order="created_at, id")
 
     def cas_attachment(self, attachment_id: str, from_status: Iterable[str],
                        **values: Any) -> bool:
-        stmt = attachments.update().where(attachments.c.id == attachment_id,
-                                          attachments.c.status.in_(list(from_status)))
-        with self.engine.begin() as conn:
-            return conn.execute(stmt.values(updated_at=utcnow(),
-                                            **_attachment_values(values))).rowcount == 1
+        return self._cas(ATTACHMENTS, attachment_id, from_status, values)
 
 
 _REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(?:[\"']([^\"']+)[\"']|None)\s*$", re.M)
@@ -217,11 +318,3 @@ def _private_file(path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
     os.chmod(path, 0o600)
-
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()

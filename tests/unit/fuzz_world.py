@@ -17,11 +17,10 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-
-import sqlalchemy as sa
 
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
@@ -35,7 +34,6 @@ from iscsiattach.attachments.services import DB_NAME, Services, build, lock_dir
 from iscsiattach.attachments.volumes import VolumeService
 from iscsiattach.secret import Secret
 from iscsiattach.store import Store
-from iscsiattach.store.schema import attachments, volumes
 from iscsiattach.target import Portal
 from iscsiattach.target.fake import FakeAcl, FakeBackend, FakeStorageObject, FakeTarget
 from iscsiattach.volumes.base import GIB
@@ -88,7 +86,7 @@ class World:
         return os.path.join(self.root, "volumes")
 
     def close(self) -> None:
-        self.services.store.engine.dispose()
+        self.services.store.close()
 
 
 def services_over(root: str, fake: FakeBackend, upgrade: bool) -> Services:
@@ -211,9 +209,9 @@ def _acl_state(acl: FakeAcl) -> tuple:
 
 def snapshot(world: World) -> dict:
     """Everything a refused request must leave exactly as it was."""
-    with world.services.store.engine.connect() as conn:
-        rows = {t.name: sorted(tuple(r) for r in conn.execute(t.select()))
-                for t in (volumes, attachments)}
+    with contextlib.closing(sqlite3.connect(world.services.store.path)) as conn:
+        rows = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
+                for t in ("volumes", "attachments")}
     targets = {iqn: (t.tpg_enabled, sorted(t.tpg_attributes.items()), t.auth_method,
                      sorted(map(str, t.portals)), t.lun0,
                      {i: _acl_state(a) for i, a in t.acls.items()})
@@ -224,9 +222,8 @@ def snapshot(world: World) -> dict:
 
 
 def secrets_of(world: World) -> set[str]:
-    with world.services.store.engine.connect() as conn:
-        return {r[0] for r in conn.execute(sa.select(attachments.c.chap_secret))
-                if r[0]}
+    with contextlib.closing(sqlite3.connect(world.services.store.path)) as conn:
+        return {r[0] for r in conn.execute("SELECT chap_secret FROM attachments") if r[0]}
 
 
 def invariants(world: World) -> list[str]:

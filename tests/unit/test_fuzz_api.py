@@ -189,7 +189,7 @@ def block_api():
         services = build(os.path.join(tmp, "state"), FakeBackend(prefix=PREFIX),
                          BlockBackend(), PORTALS, max_size_gib=100)
         yield services, make_app(services)
-        services.store.engine.dispose()
+        services.store.close()
 
 
 DEVICE_PATHS = ["/dev/null", "/dev/null/x", "/dev/zero/../sda", "/dev/../etc/passwd",

@@ -158,11 +158,17 @@ def _reboot(fake_target):
 
 
 def _statements(store) -> list[str]:
-    """Every SQL statement the store runs from now on."""
-    import sqlalchemy as sa
+    """Every SQL statement the store runs from now on (connection setup aside)."""
     seen: list[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute",
-                    lambda conn, cursor, statement, *rest: seen.append(statement))
+    store.close()
+    real_connect = store._connect
+
+    def connect():
+        conn = real_connect()
+        conn.set_trace_callback(
+            lambda sql: None if sql.startswith("PRAGMA") else seen.append(sql))
+        return conn
+    store._connect = connect
     return seen
 
 

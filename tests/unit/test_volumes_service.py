@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
 from iscsiattach.store import Store
@@ -72,13 +72,14 @@ def test_store_migrates_an_empty_database(tmp_path):
     store.upgrade()
     assert store.revision() == "0001"
     store.upgrade()                                   # again: nothing to do
-    tables = sa.inspect(store.engine).get_table_names()
+    with store._connection() as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
     assert {"volumes", "attachments", "alembic_version"} <= set(tables)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2    # FULL
+    assert journal == "wal" and synchronous == 2        # FULL
 
 
 def test_state_files_are_private(services, tmp_path):
@@ -106,8 +107,50 @@ def test_data_survives_a_new_store_object(services, tmp_path):
 
 def test_database_errors_never_quote_a_secret(services):
     from iscsiattach.secret import Secret
-    with pytest.raises(sa.exc.IntegrityError) as err:      # no such volume: FK refuses
+    with pytest.raises(sqlite3.IntegrityError) as err:      # no such volume: FK refuses
         services.store.add_attachment(id=str(uuid.uuid4()), volume_id=str(uuid.uuid4()),
                                       instance_uuid=None, status="attaching", attach_mode="rw",
                                       chap_userid="u", chap_secret=Secret("canary-db-secret"))
     assert "canary-db-secret" not in str(err.value)
+
+
+def test_rows_read_the_same_as_sqlalchemy_writes_and_reads_them(tmp_path):
+    """Databases written before the store dropped SQLAlchemy (and alembic's
+    migrations, which still use it) agree with the store on every value."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from iscsiattach.secret import Secret
+    from iscsiattach.store.schema import attachments, volumes
+    store = Store(str(tmp_path / "db.sqlite"))
+    store.upgrade()
+    when = dt.datetime(2026, 11, 26, 4, 5, 6, 789)
+    engine = sa.create_engine(f"sqlite:///{store.path}")
+    vid, aid = str(uuid.uuid4()), str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(volumes.insert().values(
+            id=vid, size_gib=2, backend="file", location="/v", multiattach=True,
+            status="in-use", created_at=when, updated_at=when))
+        conn.execute(attachments.insert().values(
+            id=aid, volume_id=vid, status="attached", connector='{"initiator": "iqn.x"}',
+            chap_secret="s3cret", attached_at=when.replace(microsecond=0),
+            created_at=when, updated_at=when))
+    vol, att = store.volume(vid), store.attachment(aid)
+    assert (vol.name, vol.multiattach, vol.created_at) == ("", True, when)
+    assert (att.attach_mode, att.connector, att.chap_secret.reveal(), att.attached_at,
+            att.detached_at) == ("rw", {"initiator": "iqn.x"}, "s3cret",
+                                 when.replace(microsecond=0), None)
+    bid = str(uuid.uuid4())
+    store.add_volume(id=bid, size_gib=1, backend="file", location=None, status="available")
+    store.add_attachment(id=str(uuid.uuid4()), volume_id=bid, status="attaching",
+                         chap_secret=Secret("other"), connector={"b": 1, "a": 2})
+    assert store.cas_volume(bid, ["available"], status="attaching", multiattach=True)
+    with engine.connect() as conn:
+        row = conn.execute(volumes.select().where(volumes.c.id == bid)).one()
+        att_row = conn.execute(attachments.select().where(attachments.c.volume_id == bid)).one()
+    assert (row.multiattach, row.status, row.name) == (True, "attaching", "")
+    assert row.updated_at == store.volume(bid).updated_at and row.updated_at >= row.created_at
+    assert (att_row.chap_secret, att_row.connector, att_row.attach_mode) == \
+        ("other", '{"a": 2, "b": 1}', "rw")
+    engine.dispose()

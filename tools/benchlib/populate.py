@@ -44,7 +44,7 @@ def populate(state: Path, n: int, spare: int, volume_dir: str) -> dict:
         att, _ = svc.attachments.create(vid, str(uuid.uuid4()), connector)
         svc.attachments.complete(att.id)
     spares = [svc.volumes.create(1, f"spare-{i}").id for i in range(spare)]
-    svc.store.engine.dispose()
+    svc.store.close()
     info = {"n": n, "spares": spares}
     (state.parent / f"{state.name}.json").write_text(json.dumps(info))
     return info
