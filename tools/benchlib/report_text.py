@@ -19,8 +19,9 @@ baseline a), Debian targetcli-fb {m.get('targetcli')} with python3-rtslib-fb
 Everything here ran in **one VM boot**, each figure side by side with its
 baseline, on the same kernel with the same exports present. The VM is TCG
 (software CPU emulation; Python runs ~25x slower than on the host) on a 2-core
-machine that other VMs shared during the run: absolute times mean little and
-are noisy, **ratios** measured side by side are the result. No time is
+machine, and the guest's speed changes with whatever else runs there (another
+VM makes it several times slower): absolute times mean little and are
+noisy, **ratios** measured side by side are the result. No time is
 asserted anywhere; this is a tool, not a test.
 
 Reproduce: `tools/bench` (full run, ~60 min of VM time, writes this file and
@@ -121,8 +122,9 @@ Measured on: {rep.where()}. Command: `tools/bench` (section `concurrency`).
 
 ![concurrency](performance-concurrency.png)
 
-All LIO changes go through one LIO lock (configfs changes of one target
-are not independent: the kernel's np and backstore tables are shared), so
+Every API operation holds the LIO lock for its whole LIO work (the
+backstore slots are shared by all volumes, and an operation reads back what
+it converges; only the restore at start narrows it to the slot claim), so
 throughput cannot grow with clients beyond what the API, the store and the
 per-volume work around that lock overlap; the latency of each operation
 grows with the queue in front of the lock. In the 2-vCPU TCG guest the
