@@ -10,9 +10,15 @@ import hashlib
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from iscsiattach.target import Portal
+
+# iscsiadm's exit status for a login the target refused as temporary (status
+# class 03, "target error", e.g. LIO's "service unavailable"). Refused
+# credentials exit 24, a missing ACL or target 19: never retried here.
+ISCSI_ERR_LOGIN = 5
 
 
 def iscsiadm(*args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
@@ -111,7 +117,22 @@ class Node:
         os.replace(tmp, record)
 
     def login(self) -> subprocess.CompletedProcess:
+        """One login attempt: what a refusal test wants."""
         return self._node("--login", check=False, timeout=90)
+
+    def login_retrying(self) -> subprocess.CompletedProcess:
+        """A login that should succeed, tried again once if the target called
+        its refusal temporary: RFC 7143 lets an initiator retry a target
+        error, and a host's iscsid does (initial_login_retry_max; 0 in these
+        records so that refused credentials end at once). The retry is
+        reported as a warning, so the run's summary shows it."""
+        res = self.login()
+        if res.returncode == ISCSI_ERR_LOGIN:
+            warnings.warn(f"login to {self.iqn} at {self.portal} retried after a target "
+                          f"error: {res.stderr.strip()}", stacklevel=2)
+            time.sleep(1)
+            res = self.login()
+        return res
 
     def logout(self) -> None:
         self._node("--logout", check=False)

@@ -38,7 +38,7 @@ def test_full_flow_over_http_with_a_real_login(daemon):
     att, info = body["attachment"]["id"], body["attachment"]["connection_info"]
     node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
     node.setup(info["auth_username"], info["auth_password"])
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     dev = node.device()
     assert write_and_read_back(dev, 2 << 20)
     assert call("POST", f"/attachments/{att}/action", {"os-complete": None}, tok)[0] == 204
@@ -149,7 +149,7 @@ def test_every_devref_command_through_the_cli_with_a_real_login(daemon):
                           "--initiator", initiator_name()))["connection_info"]
     node = Node(info["target_iqn"], Portal.parse(info["target_portal"]))
     node.setup(info["auth_username"], info["auth_password"])
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     assert write_and_read_back(node.device(), 1 << 20)
     cli("attachment-complete", att)
     assert "attached" in cli("attachment-list", "--volume-id", vid)

@@ -38,7 +38,7 @@ def test_chap_login_device_identity_and_checksum(backend, make_backing, me):
     spec, info = export(backend, make_backing(64 << 20))
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    res = node.login()
+    res = node.login_retrying()
     assert res.returncode == 0, res.stderr
     dev = node.device()
     # The LUN says which volume it is: unit serial and NAA WWN from the volume id.
@@ -61,7 +61,7 @@ def test_block_backing_on_a_loop_device(backend, make_backing, me):
         spec, info = export(backend, Backing(BackingKind.BLOCK, loop))
         backend.authorize(spec.volume_id, grant(me))
         node = Node(info.target_iqn, V4).setup(USER, SECRET)
-        assert node.login().returncode == 0
+        assert node.login_retrying().returncode == 0
         dev = node.device()
         assert sysfs_identity(dev) == (info.naa_wwn, info.unit_serial)
         assert write_and_read_back(dev, 2 << 20)
@@ -101,7 +101,7 @@ def test_deauthorize_drops_session_and_refuses_login(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     node.device()
     assert node.session_state() == "LOGGED_IN"
     assert backend.deauthorize(spec.volume_id, me) is True
@@ -116,7 +116,7 @@ def test_read_only_grant_refuses_writes(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me, read_only=True))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     dev = node.device()
     ro_flag = f"/sys/block/{os.path.basename(dev)}/ro"
     # sd reads the write-protect bit while it probes the disk, which may
@@ -142,7 +142,7 @@ def test_mutual_chap_login(backend, make_backing, me):
     assert wrong.login().returncode != 0, "initiator accepted a target with the wrong secret"
     wrong.delete()
     node = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "target-secret-0123456789"))
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     node.device()
     node.delete()
 
@@ -151,7 +151,7 @@ def test_ipv6_portal(backend, make_backing, me):
     spec, info = export(backend, make_backing(), portal=V6)
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V6).setup(USER, SECRET)
-    res = node.login()
+    res = node.login_retrying()
     assert res.returncode == 0, res.stderr
     dev = node.device()
     assert sysfs_identity(dev)[1] == spec.volume_id
@@ -172,7 +172,7 @@ def test_sessions_read_from_sysfs_are_what_iscsiadm_lists(backend, make_backing,
         spec, info = export(backend, make_backing(), portal=portal)
         backend.authorize(spec.volume_id, grant(me))
         nodes.append(Node(info.target_iqn, portal).setup(USER, SECRET))
-        assert nodes[-1].login().returncode == 0
+        assert nodes[-1].login_retrying().returncode == 0
     ours = iscsi_sessions()
     assert ours is not None and len(ours) >= 2
     assert {s[4] for s in ours} >= {n.iqn for n in nodes}
@@ -187,7 +187,7 @@ def test_repeated_operations_do_not_disturb_a_live_session(backend, make_backing
     g = grant(me)
     backend.authorize(spec.volume_id, g)
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     dev = node.device()
     sessions = node.session_dirs()
     backend.export(spec)
@@ -201,7 +201,7 @@ def test_unexport_with_live_session_leaves_nothing(backend, make_backing, me, ta
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     node.device()
     assert backend.unexport(spec.volume_id) is True
     assert tamper.leftovers(spec.volume_id) == []

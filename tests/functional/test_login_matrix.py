@@ -90,7 +90,7 @@ def connector(initiator: str, mode: str | None = None) -> dict:
 def try_login(info, iface=None, user=None, secret=None) -> tuple[bool, Node]:
     node = Node(info["target_iqn"], Portal.parse(info["target_portal"]), iface)
     node.setup(user or info["auth_username"], secret or info["auth_password"].reveal())
-    return node.login().returncode == 0, node
+    return node.login_retrying().returncode == 0, node
 
 
 def discovered(initiator: str) -> set[str]:

@@ -53,7 +53,7 @@ def test_reserve_update_complete_delete_with_real_login(services):
     assert info is None
     att, info = services.attachments.update(att.id, connector(me))
     node = login(info)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     dev = node.device()
     assert write_and_read_back(dev, 4 << 20)
     assert services.attachments.complete(att.id).status == "attached"
@@ -71,7 +71,7 @@ def attach_and_login(services, vol_id):
     att, info = services.attachments.create(vol_id, str(uuid.uuid4()),
                                             connector(initiator_name()))
     node = login(info)
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     return att, info, node, node.device()
 
 
@@ -131,7 +131,7 @@ def test_reboot_restores_exports_and_the_same_login_works(services, state, scrat
     report = restarted.reconciler.run()
     assert report.volumes_repaired == 1
     node = login(info)                              # credentials from before the reboot
-    assert node.login().returncode == 0
+    assert node.login_retrying().returncode == 0
     assert write_and_read_back(node.device(), 1 << 20)
     node.delete()
     restarted.attachments.delete(att.id)
