@@ -1,7 +1,7 @@
 """New LIO objects written straight into configfs.
 
-``create_storage_object``: every storage object we make (lio.py, under its
-LIO lock). ``build_target``: the restore's fast path, for a volume of which
+``claim_storage_object`` then ``configure_storage_object``: every storage
+object we make (lio.py; the claim under its LIO lock). ``build_target``: the restore's fast path, for a volume of which
 LIO holds nothing: the target, its TPG (closed, then enabled last), portals,
 LUN 0 and one ACL per grant (mapped LUN 0, CHAP), at the paths we compute.
 
@@ -70,21 +70,9 @@ def require_acl_auth(acl_dir: str) -> None:
         put(flag, "1")
 
 
-def create_storage_object(so_dir: str, backing: Backing, serial: str, *, write_back: bool,
-                          dbroot: str) -> None:
-    """A storage object at ``so_dir`` (its backstore folder must not exist:
-    one object per backstore, as rtslib makes them). A regular file is
-    asynchronous fileio, which the kernel does as direct I/O: never the
-    synchronous (O_DSYNC) kind. ``write_back``: the LUN reports a volatile
-    write cache and honours SYNCHRONIZE CACHE, like any disk with a cache.
-    A block device is iblock, opened exclusively by the kernel. The caller
-    removes what is there if this raises part way."""
-    claim_storage_object(so_dir)
-    configure_storage_object(so_dir, backing, serial, write_back=write_back, dbroot=dbroot)
-
-
 def claim_storage_object(so_dir: str) -> None:
-    """The backstore folder and the storage object's folder in it: from here
+    """The backstore folder (which must not exist: one object per backstore,
+    as rtslib makes them) and the storage object's folder in it: from here
     on the slot is taken (the kernel refuses a second mkdir)."""
     os.mkdir(os.path.dirname(so_dir))
     os.mkdir(so_dir)
@@ -92,7 +80,12 @@ def claim_storage_object(so_dir: str) -> None:
 
 def configure_storage_object(so_dir: str, backing: Backing, serial: str, *,
                              write_back: bool, dbroot: str) -> None:
-    """The rest of create_storage_object(), in a claimed folder."""
+    """The storage object in its claimed folder. A regular file is
+    asynchronous fileio, which the kernel does as direct I/O: never the
+    synchronous (O_DSYNC) kind. ``write_back``: the LUN reports a volatile
+    write cache and honours SYNCHRONIZE CACHE, like any disk with a cache.
+    A block device is iblock, opened exclusively by the kernel. The caller
+    removes what is there if this raises part way."""
     control = f"{so_dir}/control"
     if backing.kind is BackingKind.FILE:
         put(control, f"fd_dev_name={backing.path},fd_dev_size={backing.size}")

@@ -19,8 +19,10 @@ def writes(monkeypatch, tmp_path):
 
 
 def _create(tmp_path, backing, write_back=True, dbroot="/nonexistent"):
-    lio_build.create_storage_object(str(tmp_path / "fileio_7" / "volume-x"), backing, SERIAL,
-                                    write_back=write_back, dbroot=dbroot)
+    so_dir = str(tmp_path / "fileio_7" / "volume-x")
+    lio_build.claim_storage_object(so_dir)
+    lio_build.configure_storage_object(so_dir, backing, SERIAL, write_back=write_back,
+                                       dbroot=dbroot)
 
 
 def test_fileio_is_asynchronous_and_configured_before_it_is_enabled(tmp_path, writes):
