@@ -24,7 +24,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             (target_options.GROUP, target_options.LIO_OPTS),
             (volume_options.GROUP, volume_options.VOLUME_OPTS),
             (reconciler.GROUP, reconciler.RECONCILER_OPTS),
-            (api_options.GROUP, api_options.API_OPTS)]
+            (api_options.GROUP, api_options.API_OPTS + api_options.LIMIT_OPTS)]
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

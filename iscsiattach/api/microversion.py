@@ -16,7 +16,10 @@ from iscsiattach.exception import InvalidInput, NotAcceptable
 SERVICE = "volume"
 HEADER = "OpenStack-API-Version"
 LEGACY_HEADER = "OpenStack-Volume-microversion"
-_VERSION = re.compile(r"([1-9]\d*)\.(0|[1-9]\d*)")
+# ASCII digits only (\d also takes "٣"); a part longer than 9 digits is out
+# of any range (and int() refuses numbers of over 4,300 digits).
+_VERSION = re.compile(r"([1-9][0-9]*)\.(0|[1-9][0-9]*)")
+_MAX_DIGITS = 9
 
 
 @total_ordering
@@ -29,7 +32,11 @@ class Version:
     def parse(cls, text: str) -> "Version":
         m = _VERSION.fullmatch(text.strip())
         if not m:
-            raise InvalidInput(f"invalid API version {text!r}: expected MAJOR.MINOR, such as 3.27")
+            raise InvalidInput(f"invalid API version {text[:40]!r}: expected MAJOR.MINOR, "
+                               "such as 3.27")
+        if max(len(m.group(1)), len(m.group(2))) > _MAX_DIGITS:
+            raise NotAcceptable(f"Version {text[:40]} is not supported by the API. "
+                                f"Minimum is {MIN} and maximum is {MAX}.")
         return cls(int(m.group(1)), int(m.group(2)))
 
     def __lt__(self, other: "Version") -> bool:

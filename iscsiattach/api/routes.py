@@ -6,40 +6,25 @@ docs/cinder-api-compat.md for the wire facts these follow.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from iscsiattach.api import microversion as mv
+from iscsiattach.api import openapi, schemas as sc, views
+from iscsiattach.api.app import Application, Auth, Operation, Request, Response
 from iscsiattach.api.faults import HttpError
+from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
-from iscsiattach.api import views
-from iscsiattach.api.wsgi import Application, Auth, Request, Response, Route, v3_route
 from iscsiattach.attachments.services import Services
 from iscsiattach.exception import InvalidInput
 
 UPDATED = "2026-11-25T00:00:00Z"
-_UUID = r"(?P<id>[0-9a-fA-F-]{36})"
-_NULLABLE_VOLUME_KEYS = {"consistencygroup_id", "snapshot_id", "volume_type",
-                         "availability_zone", "imageRef", "source_volid", "backup_id",
-                         "metadata", "description"}
+_UNSUPPORTED_SOURCES = ("snapshot_id", "source_volid", "imageRef", "backup_id",
+                        "consistencygroup_id")
 
 
-def _object(body: Any, key: str, allowed: set[str]) -> dict:
-    if not isinstance(body, dict) or set(body) != {key} or not isinstance(body[key], dict):
-        raise InvalidInput(f"Malformed request body: expected {{\"{key}\": {{...}}}}")
-    unknown = set(body[key]) - allowed
-    if unknown:
-        raise InvalidInput(f"Additional properties are not allowed ({', '.join(sorted(unknown))})")
-    return body[key]
-
-
-def _size(value: Any, what: str) -> int:
-    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"Invalid input for field/attribute {what}. Value: {value!r}.")
-    return value
+def _size(value: str | int) -> int:
+    """A size the schema already bounded: an int, or at most 12 digits."""
+    return int(value)
 
 
 def _versions(req: Request, status: int) -> Response:
@@ -60,28 +45,18 @@ class Api:
 
     # -- attachments --------------------------------------------------------
     def attachment_create(self, req: Request) -> Response:
-        allowed = {"volume_uuid", "instance_uuid", "connector"}
-        if req.version >= mv.ATTACH_MODE:
-            allowed.add("mode")
-        body = _object(req.json(), "attachment", allowed)
-        if "volume_uuid" not in body:
-            raise InvalidInput("'volume_uuid' is a required property")
+        body = req.json()["attachment"]
         connector = body.get("connector") or None      # {} or null: reserve only
         att, info = self.s.attachments.create(body["volume_uuid"], body.get("instance_uuid"),
                                               connector, mode=body.get("mode"))
         return Response(200, {"attachment": views.attachment_detail(att, info)})
 
     def attachment_update(self, req: Request) -> Response:
-        body = _object(req.json(), "attachment", {"connector"})
-        if not isinstance(body.get("connector"), dict) or not body["connector"]:
-            raise InvalidInput("'connector' is a required property with at least one entry")
-        att, info = self.s.attachments.update(req.params["id"], body["connector"])
+        connector = req.json()["attachment"]["connector"]
+        att, info = self.s.attachments.update(req.params["id"], connector)
         return Response(200, {"attachment": views.attachment_detail(att, info)})
 
     def attachment_action(self, req: Request) -> Response:
-        body = req.json()
-        if not isinstance(body, dict) or list(body) != ["os-complete"]:
-            raise InvalidInput("Malformed request body: the only action is os-complete")
         if req.version < mv.ATTACH_COMPLETE:
             raise HttpError(404, "The resource could not be found.")
         self.s.attachments.complete(req.params["id"])
@@ -110,13 +85,11 @@ class Api:
 
     # -- volumes ------------------------------------------------------------
     def volume_create(self, req: Request) -> Response:
-        body = _object(req.json(), "volume",
-                       {"size", "name", "multiattach", "source"} | _NULLABLE_VOLUME_KEYS)
-        for key in ("snapshot_id", "source_volid", "imageRef", "backup_id",
-                    "consistencygroup_id"):
+        body = req.json()["volume"]
+        for key in _UNSUPPORTED_SOURCES:
             if body.get(key):
                 raise InvalidInput(f"{key} is not supported by this service")
-        vol = self.s.volumes.create(_size(body.get("size"), "size"), body.get("name"),
+        vol = self.s.volumes.create(_size(body["size"]), body.get("name"),
                                     body.get("multiattach") or False, body.get("source"))
         return Response(202, {"volume": self._volume(req, vol)})
 
@@ -135,11 +108,8 @@ class Api:
         return Response(202)
 
     def volume_action(self, req: Request) -> Response:
-        body = req.json()
-        if not isinstance(body, dict) or list(body) != ["os-extend"]:
-            raise InvalidInput("Malformed request body: the only volume action is os-extend")
-        extend = _object(body, "os-extend", {"new_size"})
-        self.s.volumes.extend(req.params["id"], _size(extend.get("new_size"), "new_size"))
+        new_size = req.json()["os-extend"]["new_size"]
+        self.s.volumes.extend(req.params["id"], _size(new_size))
         return Response(202)
 
     def _volume(self, req: Request, vol) -> dict:
@@ -154,44 +124,62 @@ def _page(req: Request, items: list) -> list:
         if marker not in ids:
             raise InvalidInput(f"marker {marker} not found")
         items = items[ids.index(marker) + 1:]
-    if limit is not None:
-        if not (limit.isascii() and limit.isdigit()):
-            raise InvalidInput(f"limit must be a non-negative integer, not {limit!r}")
+    if limit is not None:                  # at most 9 digits: the query schema
         items = items[:int(limit)]
     return items
 
 
-def build_app(services: Services, auth: Auth, metrics: Metrics | None = None) -> Application:
-    api = Api(services)
+def operations(api: "Api", metrics: Metrics) -> list[Operation]:
+    """Every route of the API: its schema, minimum version and handler."""
+    a, v, ATT = "/v3/attachments", "/v3/volumes", mv.ATTACHMENTS
+    att_one, att_many = sc.one("attachment", sc.ATTACHMENT_DETAIL), sc.many(
+        "attachments", sc.ATTACHMENT_SUMMARY)
+    vol_one = sc.one("volume", sc.VOLUME_DETAIL)
+    return [
+        Operation("versions", "GET", "/v3", lambda r: _versions(r, 200), inline=True,
+                  response=sc.VERSIONS),
+        Operation("attachment-create", "POST", a, api.attachment_create, ATT,
+                  body=sc.attachment_create, response=att_one),
+        Operation("attachment-list", "GET", a, api.attachment_list, ATT,
+                  query=sc.ATTACHMENT_LIST_QUERY, response=att_many),
+        Operation("attachment-list", "GET", a + "/detail", lambda r: api.attachment_list(r, True),
+                  ATT, query=sc.ATTACHMENT_LIST_QUERY,
+                  response=sc.many("attachments", sc.ATTACHMENT_DETAIL)),
+        Operation("attachment-show", "GET", a + "/{id:uuid36}", api.attachment_show, ATT,
+                  response=att_one),
+        Operation("attachment-update", "PUT", a + "/{id:uuid36}", api.attachment_update, ATT,
+                  body=sc.ATTACHMENT_UPDATE, response=att_one),
+        Operation("attachment-delete", "DELETE", a + "/{id:uuid36}", api.attachment_delete,
+                  ATT, response=att_many),
+        Operation("attachment-complete", "POST", a + "/{id:uuid36}/action",
+                  api.attachment_action, ATT, body=sc.ATTACHMENT_ACTION, ok=204),
+        Operation("volume-create", "POST", v, api.volume_create, body=sc.VOLUME_CREATE, ok=202,
+                  response=vol_one),
+        Operation("volume-list", "GET", v, api.volume_list, query=sc.LIST_QUERY,
+                  response=sc.many("volumes", sc.VOLUME_SUMMARY)),
+        Operation("volume-list", "GET", v + "/detail", lambda r: api.volume_list(r, True),
+                  query=sc.LIST_QUERY, response=sc.many("volumes", sc.VOLUME_DETAIL)),
+        Operation("volume-show", "GET", v + "/{id:uuid36}", api.volume_show, response=vol_one),
+        Operation("volume-delete", "DELETE", v + "/{id:uuid36}", api.volume_delete, ok=202),
+        Operation("volume-extend", "POST", v + "/{id:uuid36}/action", api.volume_action,
+                  body=sc.VOLUME_ACTION, ok=202),
+        # Read-only, no secrets: served without a token, for probes and scrapers.
+        Operation("versions", "GET", "/", lambda r: _versions(r, 300), public=True,
+                  inline=True, ok=300, response=sc.VERSIONS),
+        Operation("metrics", "GET", "/metrics", lambda r: Response(
+            200, raw=metrics.exposition(), content_type=METRICS_TYPE), public=True,
+            cache_seconds=1.0),
+        Operation("health", "GET", "/healthz", lambda r: Response(
+            200 if metrics.ready else 503, metrics.health()), public=True, cache_seconds=1.0,
+            response=sc.HEALTH, more_responses={503: sc.HEALTH}),
+    ]
+
+
+def build_app(services: Services, auth: Auth, metrics: Metrics | None = None,
+              limits: Limits | None = None) -> Application:
     metrics = metrics or Metrics(services.store)
-    att, vol = "/attachments", "/volumes"
-    routes = [
-        v3_route("GET", "", lambda r: _versions(r, 200), "versions"),
-        v3_route("POST", att, api.attachment_create, "attachment-create", mv.ATTACHMENTS),
-        v3_route("GET", att, api.attachment_list, "attachment-list", mv.ATTACHMENTS),
-        v3_route("GET", att + "/detail", lambda r: api.attachment_list(r, True),
-                 "attachment-list", mv.ATTACHMENTS),
-        v3_route("GET", f"{att}/{_UUID}", api.attachment_show, "attachment-show",
-                 mv.ATTACHMENTS),
-        v3_route("PUT", f"{att}/{_UUID}", api.attachment_update, "attachment-update",
-                 mv.ATTACHMENTS),
-        v3_route("DELETE", f"{att}/{_UUID}", api.attachment_delete, "attachment-delete",
-                 mv.ATTACHMENTS),
-        v3_route("POST", f"{att}/{_UUID}/action", api.attachment_action, "attachment-complete",
-                 mv.ATTACHMENTS),
-        v3_route("POST", vol, api.volume_create, "volume-create"),
-        v3_route("GET", vol, api.volume_list, "volume-list"),
-        v3_route("GET", vol + "/detail", lambda r: api.volume_list(r, True), "volume-list"),
-        v3_route("GET", f"{vol}/{_UUID}", api.volume_show, "volume-show"),
-        v3_route("DELETE", f"{vol}/{_UUID}", api.volume_delete, "volume-delete"),
-        v3_route("POST", f"{vol}/{_UUID}/action", api.volume_action, "volume-extend"),
-    ]
-    # Read-only, no secrets: served without a token, for probes and scrapers.
-    public = [
-        Route("GET", re.compile(r"/?"), lambda r: _versions(r, 300), mv.MIN, "versions"),
-        Route("GET", re.compile(r"/metrics"), lambda r: Response(
-            200, raw=metrics.exposition(), content_type=METRICS_TYPE), mv.MIN, "metrics"),
-        Route("GET", re.compile(r"/healthz"), lambda r: Response(
-            200 if metrics.ready else 503, metrics.health()), mv.MIN, "health"),
-    ]
-    return Application(routes, auth, public, metrics.observe)
+    ops = operations(Api(services), metrics)
+    document = openapi.document(ops)
+    ops.append(Operation("openapi", "GET", "/openapi.json", lambda r: Response(200, document),
+                         public=True, inline=True))
+    return Application(ops, auth, limits, metrics.observe)

@@ -1,71 +1,149 @@
-"""A threaded WSGI server on TCP (optionally TLS) or a Unix socket."""
+"""The API's HTTP server: uvicorn (asyncio, h11) on TCP, TLS or a Unix socket.
+
+An idle connection costs a file descriptor and a few KiB, never a thread;
+TLS handshakes run in the event loop; every limit is in ``Limits``. The
+operations themselves block (SQLite, configfs, locks), so the application
+runs them in a bounded pool of worker threads (``api.app``).
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
-import socketserver
 import ssl
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from iscsiattach.api.connections import ConnectionLimiter, GuardedH11Protocol, TlsFront
+from iscsiattach.api.limits import Limits
+from iscsiattach.api.listen import parse_listen, prepare_unix_socket
 
 
-class _QuietHandler(WSGIRequestHandler):
-    # Buffered: a reply leaves in one send, not one per header line, so a
-    # crash never hands a client a status line without its headers and body.
-    wbufsize = -1
-
-    # The application logs one line per request itself (with its request id).
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-    def address_string(self) -> str:
-        return self.client_address[0] if self.client_address else "unix"
+def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
-class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog is 5: a burst of clients (hosts racing
-    # for a volume) overflowed it and got their connections reset.
-    request_queue_size = socket.SOMAXCONN
-
-
-class ThreadingWSGIServer6(ThreadingWSGIServer):
-    address_family = socket.AF_INET6
-
-
-class UnixWSGIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer, WSGIServer):
-    daemon_threads = True
-    request_queue_size = socket.SOMAXCONN
-
-    def server_bind(self) -> None:
-        path = self.server_address
-        if os.path.exists(path):
-            os.unlink(path)             # a stale socket from an earlier run
+def bind(listen: str, port: int) -> socket.socket:
+    """A listening socket for ``listen`` (an address, or unix:PATH)."""
+    where = parse_listen(listen)
+    if where.unix_path is not None:
+        prepare_unix_socket(where.unix_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)           # the socket is 0600: root only
         try:
-            socketserver.UnixStreamServer.server_bind(self)
+            sock.bind(where.unix_path)
         finally:
             os.umask(old)
-        self.server_name, self.server_port = "localhost", 0
-        self.setup_environ()
-
-    def get_request(self):
-        conn, _ = self.socket.accept()
-        return conn, ("unix", 0)
-
-
-def make_server(listen: str, port: int, app, cert: str | None = None,
-                key: str | None = None) -> WSGIServer:
-    if listen.startswith("unix:"):
-        server = UnixWSGIServer(listen[5:], _QuietHandler)
     else:
-        host = listen.strip("[]")
-        cls = ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
-        server = cls((host, port), _QuietHandler)
-        if cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(cert, key)
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    server.set_app(app)
-    return server
+        family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((where.host, port))
+    # A burst of clients (hosts racing for a volume) must queue, not be reset.
+    sock.listen(socket.SOMAXCONN)
+    sock.setblocking(False)
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server on our socket, with our protocols and no signal
+    handlers of its own (the daemon owns SIGTERM)."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket,
+                 tls: ssl.SSLContext | None, limits: Limits) -> None:
+        super().__init__(config)
+        self.sock, self.tls, self.limits = sock, tls, limits
+        self.limiter = ConnectionLimiter(limits.max_connections)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def _http(self) -> GuardedH11Protocol:
+        return GuardedH11Protocol(config=self.config, server_state=self.server_state,
+                                  app_state=self.lifespan.state, limiter=self.limiter,
+                                  header_timeout=self.limits.header_timeout)
+
+    def _protocol(self) -> asyncio.Protocol:
+        if self.tls is None:
+            return self._http()
+        return TlsFront(self.tls, self.limits.tls_handshake_timeout, self.limiter, self._http)
+
+    async def startup(self, sockets: Any = None) -> None:
+        await self.lifespan.startup()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._protocol, sock=self.sock,
+                                          backlog=socket.SOMAXCONN)
+        self.servers = [server]
+        self.started = True
+
+
+class ApiServer:
+    """Bound at construction (so the port is known); ``serve_forever`` runs
+    the event loop in the calling thread until ``shutdown``."""
+
+    def __init__(self, listen: str, port: int, app: Any, cert: str | None = None,
+                 key: str | None = None, limits: Limits | None = None) -> None:
+        self.limits = (limits or Limits()).fitted_to_fd_limit()
+        tls = tls_context(cert, key) if cert else None   # a bad file fails before bind
+        self.socket = bind(listen, port)
+        self.server_address = self.socket.getsockname()
+        self.server_port = self.server_address[1] if isinstance(self.server_address, tuple) else 0
+        config = uvicorn.Config(
+            app, interface="asgi3", lifespan="off", log_config=None, access_log=False,
+            proxy_headers=False, server_header=False, http="h11", ws="none", loop="asyncio",
+            h11_max_incomplete_event_size=self.limits.max_header_bytes,
+            timeout_keep_alive=int(max(1, self.limits.keepalive_timeout)),
+            timeout_graceful_shutdown=5)
+        config.load()
+        self._server = _Uvicorn(config, self.socket, tls, self.limits)
+        self._done = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def limiter(self) -> ConnectionLimiter:
+        return self._server.limiter
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        del poll_interval                   # the old server's argument; uvicorn ticks itself
+        try:
+            asyncio.run(self._run())
+        finally:
+            self._done.set()
+
+    async def _run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self._server.serve()
+
+    def responsive(self, timeout: float) -> bool:
+        """Whether the event loop that serves the API runs callbacks: the
+        watchdog's check (a thread that merely runs proves nothing)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout)
+            return True
+        except Exception:              # noqa: BLE001 - timeout, closed loop: not serving
+            return False
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop accepting, finish the requests in progress, return when done."""
+        self._server.should_exit = True
+        self._done.wait(timeout)
+
+    def server_close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+
+def make_server(listen: str, port: int, app: Any, cert: str | None = None,
+                key: str | None = None, limits: Limits | None = None) -> ApiServer:
+    return ApiServer(listen, port, app, cert, key, limits)

@@ -16,10 +16,12 @@ from oslo_config import cfg
 
 from iscsiattach import conf
 from iscsiattach.api import auth as api_auth
+from iscsiattach.api.app import Auth, RequestIdFilter
+from iscsiattach.api.limits import Limits
+from iscsiattach.api.logsafe import SafeFormatter
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
-from iscsiattach.api.server import make_server
-from iscsiattach.api.wsgi import Auth, RequestIdFilter
+from iscsiattach.api.server import ApiServer, make_server
 from iscsiattach.attachments.reconciler import run_periodically
 from iscsiattach.attachments.services import Services, build, lock_dir
 from iscsiattach.cmd import systemd
@@ -44,7 +46,8 @@ def setup_logging(debug: bool) -> None:
     # Secret objects everywhere below and print as ***).
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(
+    # Escaped: a client's bytes in a message can never make a line of their own.
+    handler.setFormatter(SafeFormatter(
         "%(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
 
@@ -76,15 +79,18 @@ def serve(config: cfg.ConfigOpts) -> None:
     metrics.reconciled(report)
     if report.errors:
         LOG.warning("first reconcile finished with %d errors", len(report.errors))
-    app = build_app(services, auth, metrics)
+    limits = Limits.from_conf(config.api)
+    app = build_app(services, auth, metrics, limits)
     server = make_server(config.api.listen, config.api.port, app,
-                         config.api.tls_cert_file, config.api.tls_key_file)
+                         config.api.tls_cert_file, config.api.tls_key_file, limits)
+    # The server's own lines about broken requests share the refusals' budget.
+    logging.getLogger("uvicorn.error").addFilter(app.refusals)
     stop = threading.Event()
     threading.Thread(target=run_periodically, name="reconciler", daemon=True,
                      args=(services.reconciler, config.reconciler.interval, stop),
                      kwargs={"on_report": lambda r: _reconciled(metrics, r),
                              "run_now": False}).start()
-    _start_watchdog(stop)
+    _start_watchdog(stop, server)
 
     def shutdown(signum, _frame):
         LOG.info("signal %d: stopping (exports stay up)", signum)
@@ -93,11 +99,12 @@ def serve(config: cfg.ConfigOpts) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    LOG.info("listening on %s%s", config.api.listen,
-             "" if config.api.listen.startswith("unix:") else f" port {config.api.port}")
+    LOG.info("listening on %s%s (at most %d connections)", config.api.listen,
+             "" if config.api.listen.startswith("unix:") else f" port {config.api.port}",
+             server.limits.max_connections)
     metrics.ready = True
     systemd.notify("READY=1\n" + _status(report))
-    server.serve_forever(poll_interval=0.5)
+    server.serve_forever()
     server.server_close()
 
 
@@ -111,14 +118,19 @@ def _status(report) -> str:
             f"{report.changed} repairs, {len(report.errors)} errors")
 
 
-def _start_watchdog(stop: threading.Event) -> None:
+def _start_watchdog(stop: threading.Event, server: ApiServer) -> None:
+    """Ping systemd only while the API's event loop answers: a daemon whose
+    API hangs is restarted, not kept alive by a thread that merely runs."""
     interval = systemd.watchdog_interval()
     if interval is None:
         return
 
     def ping():
         while not stop.wait(interval):
-            systemd.notify("WATCHDOG=1")
+            if server.responsive(timeout=interval):
+                systemd.notify("WATCHDOG=1")
+            else:
+                LOG.warning("the API did not answer within %.1f s: no watchdog ping", interval)
     threading.Thread(target=ping, name="watchdog", daemon=True).start()
 
 

@@ -1,10 +1,28 @@
-"""A small in-process client for the WSGI app (no sockets)."""
+"""A small in-process client for the API app (no sockets)."""
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from tests.unit import asgi
+
+
+class _Headers(dict):
+    """Response headers, looked up without regard to case (as HTTP has them)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__((k.lower(), v) for k, v in pairs)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
 
 
 @dataclass
@@ -33,16 +51,12 @@ class Client:
             environ["HTTP_OPENSTACK_API_VERSION"] = f"volume {self.version}"
         for k, v in (headers or {}).items():
             environ["HTTP_" + k.upper().replace("-", "_")] = v
-        seen = {}
-
-        def start_response(status, hdrs):
-            seen["status"] = int(status.split()[0])
-            seen["headers"] = dict(hdrs)
-        out = b"".join(self.app(environ, start_response))
+        status, hdrs, out = asgi.call(self.app, environ)
+        headers = _Headers(hdrs)
         if not out:
-            return Reply(seen["status"], seen["headers"], None)
-        is_json = seen["headers"].get("Content-Type", "").startswith("application/json")
-        return Reply(seen["status"], seen["headers"], json.loads(out) if is_json else out.decode())
+            return Reply(status, headers, None)
+        is_json = headers.get("Content-Type", "").startswith("application/json")
+        return Reply(status, headers, json.loads(out) if is_json else out.decode())
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -1,4 +1,4 @@
-"""Hostile HTTP requests for the in-process WSGI app, and the checks every
+"""Hostile HTTP requests for the in-process API app, and the checks every
 answer must pass: no 5xx, Cinder's fault body on errors, nothing changed on
 a refusal, no CHAP secret where it does not belong.
 """
@@ -12,7 +12,8 @@ from urllib.parse import quote
 from hypothesis import strategies as st
 
 from iscsiattach.api.faults import FAULT_NAMES
-from tests.unit import fuzz_strategies as fz
+from tests.unit import asgi, fuzz_strategies as fz
+from tests.unit.api_client import _Headers
 from tests.unit.fuzz_world import CASES, TOKEN, World, invariants, secrets_of, snapshot
 
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -74,14 +75,9 @@ class Answer:
 
 
 def send(world: World, call: Call, strategy: str) -> Answer:
-    seen: dict = {}
-
-    def start_response(status, headers):
-        seen["status"], seen["headers"] = status, headers
-    data = b"".join(world.app(call.environ(world.refs, strategy), start_response))
-    assert isinstance(seen["status"], str) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in seen["headers"])
-    return Answer(int(seen["status"].split()[0]), dict(seen["headers"]), data)
+    status, headers, data = asgi.call(world.app, call.environ(world.refs, strategy))
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in headers)
+    return Answer(status, _Headers(headers), data)
 
 
 # -- the checks -------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
-from iscsiattach.api.wsgi import Auth
+from iscsiattach.api.app import Auth
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger, connected
 from iscsiattach.attachments.locks import VolumeLocks

@@ -12,7 +12,7 @@ from keystoneauth1 import session
 
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.api.wsgi import Auth
+from iscsiattach.api.app import Auth
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 A = "iqn.2004-10.com.example:host-a"

@@ -9,7 +9,7 @@ import pytest
 
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.api.wsgi import Auth
+from iscsiattach.api.app import Auth
 from iscsiattach.cli.main import main
 from iscsiattach.secret import Secret
 

@@ -34,11 +34,12 @@ class Dispatcher:
     def __init__(self) -> None:
         self.app, self.statuses = None, []
 
-    def __call__(self, environ, start_response):
-        def recording(status, headers, *exc):
-            self.statuses.append(int(status.split()[0]))
-            return start_response(status, headers, *exc)
-        return self.app(environ, recording)
+    async def __call__(self, scope, receive, send):
+        async def recording(message):
+            if message["type"] == "http.response.start":
+                self.statuses.append(message["status"])
+            await send(message)
+        await self.app(scope, receive, recording)
 
 
 @pytest.fixture(scope="module")

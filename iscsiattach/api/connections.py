@@ -1,0 +1,241 @@
+"""Connections as a bounded resource: a cap with eviction of idle ones, a
+deadline for each request head, TLS handshakes that never block accepting.
+
+uvicorn's HTTP/1.1 protocol (h11) parses and limits the head; what it lacks
+for a hostile network is added here:
+
+- every connection, from its TCP accept on (TLS handshake included), counts
+  against ``max_connections``; over it the oldest *idle* one (no request in
+  progress: handshaking, waiting for or trickling a head, or kept alive) is
+  closed, so idle clients can never lock out a new one; with none idle the
+  newcomer gets 503;
+- a request head must be complete within ``header_timeout`` of the
+  connection's start (or of the previous response): bytes trickled one at a
+  time do not extend it (uvicorn re-arms its keep-alive timer on every byte);
+- TLS runs in the event loop (``start_tls``), with its own deadline.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+LOG = logging.getLogger(__name__)
+_BUSY_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+             b"connection: close\r\nretry-after: 1\r\ncontent-length: 98\r\n\r\n"
+             b'{"serviceUnavailable": {"code": 503, "message": "Too many connections; '
+             b'try again later."}}')
+
+
+class ConnectionLimiter:
+    """Counts open connections; evicts the oldest idle one over the cap.
+
+    Runs in the event loop's thread only, so it needs no lock.
+    """
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.open = 0
+        self.evicted = 0
+        self.refused = 0
+        self._idle: OrderedDict[object, Callable[[], None]] = OrderedDict()
+        self._gone: set[object] = set()       # evicted, connection_lost still to come
+
+    def opened(self, conn: object, close: Callable[[], None]) -> bool:
+        """Admit ``conn`` (idle until ``busy``). False: over the cap with nobody
+        to evict; the caller refuses the connection (and still calls ``closed``)."""
+        self.open += 1
+        self._idle[conn] = close
+        while self.open > self.max_connections:
+            victim = next((c for c in self._idle if c is not conn), None)
+            if victim is None:
+                self.refused += 1
+                self._idle.pop(conn, None)
+                return False
+            self._evict(victim)
+        return True
+
+    def busy(self, conn: object) -> None:
+        self._idle.pop(conn, None)
+
+    def idle(self, conn: object, close: Callable[[], None]) -> None:
+        if conn not in self._gone:
+            self._idle[conn] = close
+            self._idle.move_to_end(conn)
+
+    def closed(self, conn: object) -> None:
+        self._idle.pop(conn, None)
+        if conn in self._gone:
+            self._gone.discard(conn)       # already uncounted when evicted
+        else:
+            self.open -= 1
+
+    def _evict(self, victim: object) -> None:
+        close = self._idle.pop(victim)
+        self._gone.add(victim)
+        self.open -= 1
+        self.evicted += 1
+        close()
+
+
+class _OneSendTransport:
+    """A transport that holds a response's writes and sends them at once when
+    the response is complete (or the connection closes).
+
+    h11 writes the head and the body separately; a daemon killed between the
+    two would leave a client a head with no body. Informational responses
+    (100 Continue) go out at once: a client may wait for them.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held and data.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1")):
+            self._transport.write(data)
+        elif data:
+            self._held.append(data)
+
+    def flush(self) -> None:
+        if self._held:
+            data, self._held = b"".join(self._held), []
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the cap and the head deadline."""
+
+    def __init__(self, *args: Any, limiter: ConnectionLimiter, header_timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limiter, self.header_timeout = limiter, header_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._made = False
+        # TLS: data may be decrypted between the handshake's end and our
+        # connection_made (the coroutine that hands over runs a turn later).
+        self._early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = _OneSendTransport(transport)  # type: ignore[assignment]
+        self._made = True
+        if not self.limiter.opened(self, transport.close):
+            transport.write(_BUSY_503)
+            transport.close()
+            return
+        self._arm_head_deadline()
+        early, self._early = b"".join(self._early), []
+        if early:
+            self.data_received(early)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._made:
+            # Kept for connection_made, a turn of the loop away: at most
+            # what the TLS layer decrypts in one turn.
+            self._early.append(data)
+            return
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The TLS layer reports a handshake that failed as a lost connection
+        # of a protocol that was never made: nothing of ours to undo then.
+        if not self._made:
+            return
+        self._disarm_head_deadline()
+        self.limiter.closed(self)
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:       # a complete head arrived: a request runs
+            self._disarm_head_deadline()
+            self.limiter.busy(self)
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
+        if not self.transport.is_closing() and (self.cycle is None or
+                                                self.cycle.response_complete):
+            self.limiter.idle(self, self.transport.close)
+            self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_late)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_late(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+
+class TlsFront(asyncio.Protocol):
+    """A TLS connection until its handshake is done; then HTTP takes over.
+
+    asyncio's own server-side TLS would hand the connection to us only after
+    the handshake, invisible to the cap meanwhile; here the raw connection
+    counts (and can be evicted) from its accept on.
+    """
+
+    def __init__(self, context: ssl.SSLContext, handshake_timeout: float,
+                 limiter: ConnectionLimiter, make_http: Callable[[], asyncio.Protocol]) -> None:
+        self.context, self.timeout, self.limiter = context, handshake_timeout, limiter
+        self.make_http = make_http
+        self._counted = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()          # the TLS layer reads, once it is in place
+        self._counted = True
+        if not self.limiter.opened(self, transport.abort):
+            self._release()
+            transport.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        self._tasks.add(task)              # a task nobody holds may be collected
+        task.add_done_callback(self._tasks.discard)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Reached only before the TLS layer took the transport over.
+        self._release()
+
+    def _release(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.limiter.closed(self)
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        if transport.is_closing():
+            return
+        http = self.make_http()
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(transport, http, self.context, server_side=True,
+                                       ssl_handshake_timeout=self.timeout)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError, RuntimeError):
+            tls = None                     # failed, abandoned, timed out or evicted
+        self._release()                    # from here on the HTTP protocol counts
+        if tls is None:
+            transport.abort()
+            return
+        http.connection_made(tls)

@@ -1,0 +1,92 @@
+"""Log lines a client cannot forge or flood.
+
+Request paths, headers and bodies are the client's bytes. ``SafeFormatter``
+escapes every control character in a record's message (a ``%0a`` in a path
+can never start a new journal line, an ESC never reaches a terminal), and
+``RefusalLimiter`` lets refused requests write at most a few lines a second,
+summing up the rest in one line.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (C0, DEL, C1, Unicode line separators) as escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeFormatter(logging.Formatter):
+    """One record, one line: the message is escaped; a traceback (our own
+    code's, never a client's text alone) keeps its lines, each escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        text = super().formatException(ei)
+        return "\n".join(escape_controls(line) for line in text.split("\n"))
+
+
+class RefusalLimiter(logging.Filter):
+    """A token bucket over log records of refused requests.
+
+    ``rate`` lines per second (bursts up to ``rate``, at least one); each
+    suppressed record is counted and the count is reported in one line at
+    most every ``summary_every`` seconds. As a logging filter it limits
+    records of WARNING and below (a server's "invalid HTTP request" lines);
+    errors always pass.
+    """
+
+    def __init__(self, rate: float, summary_every: float = 10.0,
+                 logger: logging.Logger | None = None) -> None:
+        super().__init__()
+        self.rate, self.summary_every = rate, summary_every
+        self.burst = max(1.0, rate)
+        self.tokens, self.stamp = self.burst, time.monotonic()
+        self.suppressed, self.suppressed_total = 0, 0
+        self.last_summary = self.stamp
+        self.logger = logger or logging.getLogger("iscsiattach.api")
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                allowed = True
+            else:
+                self.suppressed += 1
+                self.suppressed_total += 1
+                allowed = False
+            summary = self._take_summary(now)
+        if summary:
+            self.logger.warning("%d log lines of refused requests suppressed in the last "
+                                "%.0f s (limit %g lines/s)", *summary, self.rate)
+        return allowed
+
+    def flush(self) -> None:
+        """Report what was suppressed, if the summary interval has passed."""
+        with self._lock:
+            summary = self._take_summary(time.monotonic())
+        if summary:
+            self.logger.warning("%d log lines of refused requests suppressed in the last "
+                                "%.0f s (limit %g lines/s)", *summary, self.rate)
+
+    def _take_summary(self, now: float) -> tuple[int, float] | None:
+        if not self.suppressed or now - self.last_summary < self.summary_every:
+            return None
+        summary = (self.suppressed, now - self.last_summary)
+        self.suppressed, self.last_summary = 0, now
+        return summary
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self.allow()
