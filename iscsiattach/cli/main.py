@@ -75,7 +75,8 @@ class VersionAction(argparse.Action):
                          nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
-        parser.exit(0, f"{parser.prog} {package_version()}\n")
+        print(f"{parser.prog} {package_version()}")     # stdout, as argparse's own
+        parser.exit(0)
 
 
 def warn(message: str) -> None:
