@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from iscsiattach.cli import output
-from iscsiattach.cli.client import Client, CliError, fault_message, query, segment
+from iscsiattach.cli.client import Client, CliError, query, segment
 from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
 
 DEFAULT_STATE = "/var/lib/iscsiattach-host"
@@ -25,7 +25,7 @@ class ApiAdapter:
         if status in good:
             return body
         cls = {404: NotFound, 409: Conflict}.get(status, IscsiAttachError)
-        raise cls(fault_message(status, body))
+        raise cls(self.client.refusal(status, body))
 
     def attachment_create(self, volume_id, instance, connector, mode) -> dict:
         body = {"volume_uuid": volume_id, "instance_uuid": instance, "connector": connector,

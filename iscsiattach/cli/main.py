@@ -6,21 +6,26 @@
     iscsiattach attachment-list [--volume-id ID] [--status S]
     iscsiattach volume-create|volume-list|volume-show|volume-delete|volume-extend
 
-The daemon's URL comes from --url or ISCSIATTACH_URL; the token from
-ISCSIATTACH_TOKEN or a token file (--token-file, ISCSIATTACH_TOKEN_FILE),
-never from the command line. Errors are one line and a non-zero exit.
+The daemon's URL comes from --url or ISCSIATTACH_URL (http://, https://
+or unix:/path); the token from ISCSIATTACH_TOKEN or a token file
+(--token-file, ISCSIATTACH_TOKEN_FILE, default /var/lib/iscsiattach/api-token),
+never from the command line. https:// certificates are always verified:
+against the system's CAs, or only --cacert / ISCSIATTACH_CACERT. No proxy
+is ever used. Errors are one line and a non-zero exit.
 """
 from __future__ import annotations
 
 import argparse
+import configparser
+import importlib.metadata
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from iscsiattach.cli import host, output
-from iscsiattach.cli.client import (DEFAULT_URL, Client, CliError, fault_message, load_token,
-                                    query, segment)
+from iscsiattach.cli.client import DEFAULT_URL, Client, CliError, find_token, query, segment
 from iscsiattach.host.initiator import local_initiator
 
 API_VERSION = "3.54"
@@ -31,6 +36,51 @@ VOLUME_COLUMNS = [("id", "ID"), ("status", "Status"), ("name", "Name"), ("size",
 
 
 ERROR = "iscsiattach: error: "
+WARNING = "iscsiattach: warning: "
+EPILOG = """environment:
+  ISCSIATTACH_URL         daemon URL, as --url
+  ISCSIATTACH_TOKEN       the API token (comes first; never pass a token in argv)
+  ISCSIATTACH_TOKEN_FILE  file with the API token, as --token-file
+                          (default /var/lib/iscsiattach/api-token)
+  ISCSIATTACH_CACERT      CA or self-signed certificate for https://, as --cacert
+
+No proxy is used: http_proxy, https_proxy and ALL_PROXY are ignored."""
+NOAUTH_WARNING = ("the daemon runs without authentication (auth_strategy noauth): "
+                  "any local user who can reach its API can call it")
+
+
+def package_version() -> str:
+    """The installed package's version; in a bare checkout (not installed)
+    the one setup.cfg declares."""
+    try:
+        return importlib.metadata.version("iscsiattach")
+    except importlib.metadata.PackageNotFoundError:
+        return setup_cfg_version(Path(__file__).resolve().parents[2] / "setup.cfg")
+
+
+def setup_cfg_version(path: Path) -> str:
+    cfg = configparser.ConfigParser(interpolation=None)
+    try:
+        cfg.read(path, encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return "unknown"
+    return cfg.get("metadata", "version", fallback="unknown")
+
+
+class VersionAction(argparse.Action):
+    """--version, looked up only when asked (not on every command)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        print(f"{parser.prog} {package_version()}")     # stdout, as argparse's own
+        parser.exit(0)
+
+
+def warn(message: str) -> None:
+    print(f"{WARNING}{one_line(message)}", file=sys.stderr)
 
 
 def one_line(text: str) -> str:
@@ -79,17 +129,24 @@ def connector(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = Parser(prog="iscsiattach", description=__doc__.split("\n\n")[0],
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = Parser(prog="iscsiattach", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--url", default=os.environ.get("ISCSIATTACH_URL", DEFAULT_URL),
                      help="daemon URL, http(s)://host:port/v3 or unix:/path "
                           "(env ISCSIATTACH_URL; default %(default)s)")
     top.add_argument("--token-file", help="file with the API token (env "
-                     "ISCSIATTACH_TOKEN_FILE; or set ISCSIATTACH_TOKEN)")
+                     "ISCSIATTACH_TOKEN_FILE; default /var/lib/iscsiattach/api-token; "
+                     "ISCSIATTACH_TOKEN, when set, comes first)")
+    top.add_argument("--cacert", metavar="FILE", default=os.environ.get("ISCSIATTACH_CACERT"),
+                     help="for https:// URLs: trust only this CA or self-signed daemon "
+                          "certificate (PEM) instead of the system's CAs; the host name "
+                          "is checked either way (env ISCSIATTACH_CACERT)")
     top.add_argument("--format", choices=["table", "json"], default="table",
                      help="output format (default table)")
     top.add_argument("--show-secrets", action="store_true",
                      help="print the CHAP secret instead of ***")
+    top.add_argument("--version", action=VersionAction,
+                     help="print the version of iscsiattach and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("attachment-create", help="reserve a volume, or reserve and connect")
@@ -133,7 +190,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
     def ok(call: tuple[int, Any], *good: int) -> Any:
         status, body = call
         if status not in good:
-            raise CliError(fault_message(status, body), 2 if status == 400 else 1)
+            raise CliError(client.refusal(status, body), 2 if status == 400 else 1)
         return body
 
     fmt, secrets = args.format, args.show_secrets
@@ -173,10 +230,15 @@ def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
     cmd, fmt = args.command, args.format
     if cmd == "status":
         health = ok(client.call("GET", "/healthz", root=True), 200, 503)
+        # Older daemons do not say; then there is nothing to warn about.
+        if health.get("auth_strategy") == "noauth":
+            warn(NOAUTH_WARNING)
         if fmt == "json":
             return output.show_object(health, fmt)
         flat = {"ready": health["ready"], **{f"count {k}": v for k, v in
                                                health["counts"].items()}}
+        if "auth_strategy" in health:
+            flat["auth strategy"] = health["auth_strategy"]
         for k, v in (health.get("last_reconcile") or {}).items():
             flat[f"last reconcile {k}"] = v
         return output.show_object(flat, fmt)
@@ -203,7 +265,9 @@ def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        client = Client(args.url, load_token(args.token_file), API_VERSION)
+        token = find_token(args.token_file)
+        client = Client(args.url, token.value, API_VERSION, cacert=args.cacert,
+                        unauthorized=token.unauthorized())
         text = run(args, client)
     except CliError as exc:
         print(f"{ERROR}{one_line(str(exc))}", file=sys.stderr)
