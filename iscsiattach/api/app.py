@@ -250,6 +250,12 @@ class Application:
                                  f"{self.limits.max_url_length} bytes.")
         if len(scope["headers"]) > self.limits.max_header_count:
             raise HttpError(431, f"More than {self.limits.max_header_count} header fields.")
+        # h11 bounds a head that arrives in pieces; one that came whole in a
+        # single read is measured here.
+        size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if size > self.limits.max_header_bytes:
+            raise HttpError(431, f"The header fields are larger than "
+                                 f"{self.limits.max_header_bytes} bytes.")
         if (scope.get("query_string") or b"").count(b"&") >= _MAX_QUERY_FIELDS:
             raise InvalidInput(f"More than {_MAX_QUERY_FIELDS} query parameters.")
 

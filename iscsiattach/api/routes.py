@@ -129,8 +129,9 @@ def _page(req: Request, items: list) -> list:
     return items
 
 
-def operations(api: "Api", metrics: Metrics) -> list[Operation]:
-    """Every route of the API: its schema, minimum version and handler."""
+def operations(api: "Api", metrics: Metrics, strategy: str) -> list[Operation]:
+    """Every route of the API: its schema, minimum version and handler.
+    ``strategy`` (token, noauth) is shown in the health document."""
     a, v, ATT = "/v3/attachments", "/v3/volumes", mv.ATTACHMENTS
     att_one, att_many = sc.one("attachment", sc.ATTACHMENT_DETAIL), sc.many(
         "attachments", sc.ATTACHMENT_SUMMARY)
@@ -170,15 +171,16 @@ def operations(api: "Api", metrics: Metrics) -> list[Operation]:
             200, raw=metrics.exposition(), content_type=METRICS_TYPE), public=True,
             cache_seconds=1.0),
         Operation("health", "GET", "/healthz", lambda r: Response(
-            200 if metrics.ready else 503, metrics.health()), public=True, cache_seconds=1.0,
-            response=sc.HEALTH, more_responses={503: sc.HEALTH}),
+            200 if metrics.ready else 503, {**metrics.health(), "auth_strategy": strategy}),
+            public=True, cache_seconds=1.0, response=sc.HEALTH,
+            more_responses={503: sc.HEALTH}),
     ]
 
 
 def build_app(services: Services, auth: Auth, metrics: Metrics | None = None,
               limits: Limits | None = None) -> Application:
     metrics = metrics or Metrics(services.store)
-    ops = operations(Api(services), metrics)
+    ops = operations(Api(services), metrics, auth.strategy)
     document = openapi.document(ops)
     ops.append(Operation("openapi", "GET", "/openapi.json", lambda r: Response(200, document),
                          public=True, inline=True))

@@ -103,7 +103,8 @@ VERSIONS = {"type": "object", "required": ["versions"], "properties": {"versions
         "id", "status", "version", "min_version", "links"]}}}}
 HEALTH = {"type": "object", "required": ["ready", "last_reconcile", "counts"],
           "properties": {"ready": {"type": "boolean"}, "counts": {"type": "object"},
-                         "last_reconcile": {"type": ["object", "null"]}}}
+                         "last_reconcile": {"type": ["object", "null"]},
+                         "auth_strategy": {"enum": ["token", "noauth"]}}}
 
 
 def one(key: str, schema: dict) -> dict:
