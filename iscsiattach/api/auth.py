@@ -8,12 +8,12 @@ listens only on loopback or a Unix socket.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tempfile
 from pathlib import Path
 
+from iscsiattach.api.listen import UnixListen, parse_listen
 from iscsiattach.exception import InvalidInput
 from iscsiattach.secret import Secret
 
@@ -72,12 +72,8 @@ def noauth_identity(presented: str | None) -> tuple[str, str] | None:
 
 def check_noauth_listen(listen: str) -> None:
     """noauth only where nobody else can reach the API."""
-    if listen.startswith("unix:"):
+    where = parse_listen(listen)
+    if isinstance(where, UnixListen) or where.is_loopback:
         return
-    try:
-        if ipaddress.ip_address(listen.strip("[]")).is_loopback:
-            return
-    except ValueError:
-        pass
     raise InvalidInput(f"auth_strategy noauth needs a loopback address or a unix: socket "
                        f"to listen on, not {listen!r}")
