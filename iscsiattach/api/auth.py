@@ -123,5 +123,5 @@ def check_noauth_listen(listen: str) -> None:
     where = parse_listen(listen)
     if isinstance(where, UnixListen) or where.is_loopback:
         return
-    raise InvalidInput(f"auth_strategy noauth needs a loopback address or a unix: socket "
-                       f"to listen on, not {listen!r}")
+    raise InvalidInput(f"[api] auth_strategy noauth needs a loopback address or a unix: "
+                       f"socket to listen on, not {listen!r}")
