@@ -25,7 +25,8 @@ def resolve_portals(entries: list[str], default_port: int) -> tuple[Portal, ...]
             portals.append(Portal.parse(entry, default_port))
             continue
         except InvalidInput:
-            pass
+            if _is_address(entry):
+                raise                   # an address with a bad port, not an interface
         name, _, port = entry.partition(":")
         if not _IFNAME.fullmatch(name) or (port and not port.isdigit()):
             raise InvalidInput(f"invalid portal {entry!r}: not an address or an interface name")
@@ -35,6 +36,18 @@ def resolve_portals(entries: list[str], default_port: int) -> tuple[Portal, ...]
     if not unique:
         raise InvalidInput("no portal addresses configured")
     return unique
+
+
+def _is_address(entry: str) -> bool:
+    """"10.0.0.5:99999", "[fd00::5]:x", "fd00::5": written as an address."""
+    host = entry.partition(":")[0] if entry.count(":") == 1 else entry
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def interface_addresses(name: str) -> list[str]:

@@ -1,25 +1,42 @@
-"""Options of the REST API, group [api]."""
+"""Options of the REST API, group [api], and the checks the daemon runs on
+them at start (before anything is touched)."""
 from __future__ import annotations
 
+import os
+import ssl
+
 from oslo_config import cfg
+
+from iscsiattach.api.auth import check_noauth_listen
+from iscsiattach.api.listen import Listen, TcpListen, UnixListen, parse_listen
+from iscsiattach.exception import InvalidInput
 
 GROUP = "api"
 
 API_OPTS = [
     cfg.StrOpt("listen", default="127.0.0.1",
                help="Address the API listens on (IPv4 or IPv6), or unix:/path for a "
-                    "Unix socket (created 0600)."),
+                    "Unix socket (created 0600; the path must be absolute)."),
     cfg.PortOpt("port", default=8776, help="TCP port of the API (Cinder's is 8776)."),
     cfg.StrOpt("auth_strategy", default="token", choices=["token", "noauth"],
                help="token: X-Auth-Token must equal the secret in token_file. noauth: "
                     "Cinder's user:project tokens, refused unless listening on loopback "
                     "or a Unix socket."),
     cfg.StrOpt("token_file", default=None,
-               help="File holding the API token (0600); made on first start. Default: "
+               help="File holding the API token (0600, owned by the daemon's user, "
+                    "not a symlink); made on first start. Default: "
                     "<state_path>/api-token."),
     cfg.StrOpt("tls_cert_file", default=None,
                help="PEM certificate: serve HTTPS when set (with tls_key_file)."),
     cfg.StrOpt("tls_key_file", default=None, help="PEM private key of tls_cert_file."),
+    cfg.BoolOpt("allow_insecure_transport", default=False,
+                help="Allow auth_strategy token on a listen address other than "
+                     "loopback without TLS. The token then crosses the network in "
+                     "clear text with every request, and anyone who sees the "
+                     "traffic can use the API: set this only on a network you "
+                     "trust (a dedicated, isolated storage network). A warning is "
+                     "logged at every start. When false, such a setting refuses "
+                     "to start; set tls_cert_file and tls_key_file instead."),
 ]
 
 # Every limit of the network face, with a safe default. A client that goes
@@ -62,3 +79,74 @@ LIMIT_OPTS = [
                       "counted and summed up in one line, so a flood cannot drown the "
                       "journal. Every served operation is always logged."),
 ]
+
+def check_api_options(conf: cfg.ConfigOpts) -> list[str]:
+    """Refuse an [api] setting that cannot work or would expose the API
+    (InvalidInput); return the warnings to log at start for risky settings
+    that are allowed."""
+    api = conf[GROUP]
+    listen = parse_listen(api.listen)
+    tls = _tls_pair(api.tls_cert_file, api.tls_key_file, listen)
+    if api.token_file and not os.path.isabs(api.token_file):
+        raise InvalidInput(f"[api] token_file {api.token_file!r} is a relative path: "
+                           "give an absolute one")
+    if api.auth_strategy == "noauth":
+        check_noauth_listen(api.listen)
+        return [f"[api] auth_strategy = noauth: any local user who can reach {listen} "
+                "can call the API, as any user and project, without a token"]
+    if isinstance(listen, TcpListen) and not listen.is_loopback and tls is None:
+        if not api.allow_insecure_transport:
+            raise InvalidInput(
+                f"[api] listen = {listen} without TLS would send the API token in clear "
+                "text: set [api] tls_cert_file and tls_key_file, listen on loopback or "
+                "a unix: socket, or set [api] allow_insecure_transport = true if this "
+                "network is trusted")
+        return [f"[api] allow_insecure_transport = true: the API token crosses the "
+                f"network to {listen} port {api.port} in clear text"]
+    return []
+
+
+def _tls_pair(cert: str | None, key: str | None, listen: Listen) -> tuple[str, str] | None:
+    """(cert, key) when TLS is configured and loads, None when it is not set."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise InvalidInput("[api] tls_cert_file and tls_key_file go together: set both "
+                           "or neither")
+    if isinstance(listen, UnixListen):
+        raise InvalidInput(f"[api] tls_cert_file is set but listen = {listen} is a Unix "
+                           "socket, which is served without TLS: unset the tls_ options")
+    check_tls_pair(cert, key)
+    return cert, key
+
+
+def check_tls_pair(cert: str, key: str) -> None:
+    """The certificate and key load as a matching PEM pair, as the server
+    will load them; the message names the file and the problem."""
+    for option, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise InvalidInput(f"[api] {option} {path} cannot be read: "
+                               f"{exc.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A passphrase would be asked for on a terminal the daemon has not got.
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except _EncryptedKey:
+        raise InvalidInput(f"[api] tls_key_file {key} is encrypted: the daemon needs "
+                           "a key without a passphrase (0600)") from None
+    except ssl.SSLError as exc:
+        raise InvalidInput(f"[api] tls_cert_file {cert} and tls_key_file {key} are not "
+                           "a PEM certificate and its private key "
+                           f"({exc.reason or exc.library or 'unreadable'})") from None
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    raise _EncryptedKey()
+

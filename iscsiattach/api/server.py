@@ -20,7 +20,7 @@ import uvicorn
 
 from iscsiattach.api.connections import ConnectionLimiter, GuardedH11Protocol, TlsFront
 from iscsiattach.api.limits import Limits
-from iscsiattach.api.listen import parse_listen, prepare_unix_socket
+from iscsiattach.api.listen import UnixListen, parse_listen, prepare_unix_socket
 
 
 def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
@@ -33,16 +33,16 @@ def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
 def bind(listen: str, port: int) -> socket.socket:
     """A listening socket for ``listen`` (an address, or unix:PATH)."""
     where = parse_listen(listen)
-    if where.unix_path is not None:
-        prepare_unix_socket(where.unix_path)
+    if isinstance(where, UnixListen):
+        prepare_unix_socket(where.path)    # removes a stale socket, nothing else
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)           # the socket is 0600: root only
         try:
-            sock.bind(where.unix_path)
+            sock.bind(where.path)
         finally:
             os.umask(old)
     else:
-        family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+        family = socket.AF_INET6 if where.is_ipv6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((where.host, port))

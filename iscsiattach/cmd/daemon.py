@@ -25,7 +25,7 @@ from iscsiattach.api.server import ApiServer, make_server
 from iscsiattach.attachments.reconciler import run_periodically
 from iscsiattach.attachments.services import Services, build, lock_dir
 from iscsiattach.cmd import systemd
-from iscsiattach.exception import IscsiAttachError
+from iscsiattach.exception import InvalidInput, IscsiAttachError
 from iscsiattach.target.lio import LioBackend
 from iscsiattach.target.options import portals_from_conf
 from iscsiattach.volumes.options import backend_from_conf
@@ -137,16 +137,23 @@ def _start_watchdog(stop: threading.Event, server: ApiServer) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(sys.argv[1:] if argv is None else argv)
-    except cfg.Error as exc:
+        # Every value checked before LIO, the store or the token file is
+        # touched: a bad one stops the start with one line and exit 2.
+        warnings = conf.validate(config)
+    except (cfg.Error, InvalidInput) as exc:
         print(f"iscsiattachd: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.debug)
+    for warning in warnings:
+        LOG.warning("%s", warning)
     try:
         serve(config)
     except IscsiAttachError as exc:
         LOG.error("%s", exc)
         print(f"iscsiattachd: {exc}", file=sys.stderr)
-        return 1
+        # InvalidInput here is configuration too (a token file that is not
+        # the daemon's own): 2, as for the checks above.
+        return 2 if isinstance(exc, InvalidInput) else 1
     except OSError as exc:
         print(f"iscsiattachd: cannot listen on {config.api.listen}: {exc.strerror}",
               file=sys.stderr)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +32,12 @@ from iscsiattach.secret import Secret
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+# The pool: eight connections are plenty for SQLite, where writers take
+# turns anyway (WAL lets readers run beside them); two stay open between
+# bursts so a lone request does not pay for a connect.
+MAX_OPEN = 8
+MAX_IDLE = 2
+BUSY_TIMEOUT = 30.0     # seconds a caller waits for a lock, or for a free connection
 
 
 def utcnow() -> dt.datetime:
@@ -122,34 +129,91 @@ def _assignments(table: _Table, values: dict[str, Any]) -> tuple[list[str], list
 
 
 class Store:
-    def __init__(self, path: str) -> None:
+    """The store over one SQLite file, with a small bounded connection pool.
+
+    At most ``max_open`` connections exist at once (each holds two or three
+    file descriptors); a caller beyond that waits for one to come back, for
+    ``busy_timeout`` seconds as SQLite waits for a lock, then gets the same
+    ``sqlite3.OperationalError`` a busy database gives. At most ``max_idle``
+    are kept open between uses: a burst of requests must not leave hundreds
+    of descriptors held for the rest of the daemon's life. (SQLite keeps the
+    database-file descriptor of a closed connection while other connections
+    of the process hold locks on the file, POSIX locks being per process,
+    and reuses it for the next open: that count stays at the peak, at most
+    ``max_open``.)
+    """
+
+    def __init__(self, path: str, max_open: int = MAX_OPEN, max_idle: int = MAX_IDLE,
+                 busy_timeout: float = BUSY_TIMEOUT) -> None:
+        if max_open < 1 or not 0 <= max_idle <= max_open:
+            raise ValueError(f"store pool: need 1 <= max_open and 0 <= max_idle <= "
+                             f"max_open, not {max_open} and {max_idle}")
         self.path = Path(path)
         _private_file(self.path)
+        self.max_open, self.max_idle, self.busy_timeout = max_open, max_idle, busy_timeout
+        self._slots = threading.BoundedSemaphore(max_open)
+        self._lock = threading.Lock()           # guards _idle and _open
         self._idle: list[sqlite3.Connection] = []
+        self._open = 0
 
     # -- connections --------------------------------------------------------
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, in use or idle (never more than max_open)."""
+        return self._open
+
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are the explicit BEGINs below.
         # Errors never quote parameters, so a CHAP secret stays out of them.
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection of this store's, one thread at a time (a small pool:
-        list.pop and append are atomic)."""
+        """A connection of this store's, used by one thread at a time."""
+        if not self._slots.acquire(timeout=self.busy_timeout):
+            raise sqlite3.OperationalError(
+                f"database is busy: no free connection within {self.busy_timeout:g} s "
+                f"({self.max_open} in use)")
         try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._connect()
+            conn = self._checkout()
+        except BaseException:
+            self._slots.release()
+            raise
         try:
             yield conn
         finally:
-            self._idle.append(conn)
+            self._checkin(conn)
+            self._slots.release()
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1                     # counted before it exists: the cap holds
+        try:
+            return self._connect()
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        # One still inside a transaction (a failed ROLLBACK) is not reused.
+        with self._lock:
+            if len(self._idle) < self.max_idle and not conn.in_transaction:
+                self._idle.append(conn)
+                return
+            self._open -= 1
+        conn.close()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -194,8 +258,11 @@ class Store:
 
     def close(self) -> None:
         """Close the idle connections (a later call opens new ones)."""
-        while self._idle:
-            self._idle.pop().close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for conn in idle:
+            conn.close()
 
     # -- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
@@ -216,7 +283,7 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         # hide_parameters: a database error must not quote a CHAP secret.
         engine = sa.create_engine(f"sqlite:///{self.path}", hide_parameters=True,
-                                  connect_args={"timeout": 30})
+                                  connect_args={"timeout": self.busy_timeout})
         try:
             with engine.begin() as conn:
                 cfg.attributes["connection"] = conn

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from iscsiattach.exception import InvalidInput
 from iscsiattach.target.base import DEFAULT_PREFIX
+from iscsiattach.target.model import validate_prefix
 
 GROUP = "lio"
 
@@ -34,3 +36,17 @@ def register(conf: cfg.ConfigOpts) -> None:
 def portals_from_conf(conf: cfg.ConfigOpts) -> tuple:
     from iscsiattach.net import resolve_portals
     return resolve_portals(conf.lio.portals, conf.lio.port)
+
+
+def check_lio_options(conf: cfg.ConfigOpts) -> None:
+    """Refuse a [lio] setting the target cannot use (InvalidInput), before
+    LIO is touched. Portals are resolved as the daemon will resolve them, so
+    an interface that does not exist is caught here too."""
+    try:
+        validate_prefix(conf.lio.target_prefix)
+    except InvalidInput as exc:
+        raise InvalidInput(f"[lio] target_prefix: {exc}") from None
+    try:
+        portals_from_conf(conf)
+    except InvalidInput as exc:
+        raise InvalidInput(f"[lio] portals: {exc}") from None

@@ -57,3 +57,17 @@ def backend_from_conf(conf: cfg.ConfigOpts) -> VolumeBackend:
     if opts.backend == "block":
         return BlockBackend(opts.block_allowed_prefixes)
     raise InvalidInput(f"unknown [volumes] backend {opts.backend!r}: expected file, lvm or block")
+
+
+def check_volume_options(conf: cfg.ConfigOpts) -> None:
+    """Refuse [volumes] settings the backend cannot use (InvalidInput).
+
+    Building the backend is the check: its constructor validates every
+    option it takes (names, absolute paths) and touches nothing on disk.
+    """
+    try:
+        backend_from_conf(conf)
+    except InvalidInput as exc:
+        message = str(exc)
+        raise InvalidInput(message if message.startswith("[") else
+                           f"[volumes] backend = {conf.volumes.backend}: {message}") from None

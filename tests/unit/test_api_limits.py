@@ -241,7 +241,7 @@ def test_over_long_integers_are_400(services, path, body):
 
 
 def test_an_over_long_microversion_is_406_not_500(services):
-    with serving(services) as srv:
+    with serving(services, Limits()) as srv:
         reply = exchange(srv.server_port, request(
             "/v3/volumes", extra="OpenStack-API-Version: volume 3." + "9" * 5000 + "\r\n"))
         assert status(reply) == 406

@@ -42,10 +42,10 @@ def test_noauth_on_a_public_address_refuses_to_start(tmp_path, capsys):
     config = daemon.load_config(["--config-file", str(conf)])
     with pytest.raises(Exception, match="noauth needs a loopback"):
         daemon.build_auth(config)
-    assert daemon.main(["--config-file", str(conf)]) == 1
+    assert daemon.main(["--config-file", str(conf)]) == 2      # a configuration error
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["iscsiattachd: auth_strategy noauth needs a loopback address or a unix: "
-                   "socket to listen on, not '0.0.0.0'"]
+    assert err == ["iscsiattachd: [api] auth_strategy noauth needs a loopback address or "
+                   "a unix: socket to listen on, not '0.0.0.0'"]
     assert not (tmp_path / "s").exists()            # refused before touching any state
     assert daemon.main(["--config-file", str(tmp_path / "missing.conf")]) == 2
     assert "iscsiattachd:" in capsys.readouterr().err

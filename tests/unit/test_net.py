@@ -22,3 +22,14 @@ def test_duplicates_collapse():
 def test_unknown_interfaces_and_junk_refused(entry):
     with pytest.raises(InvalidInput):
         resolve_portals([entry], 3260)
+
+
+@pytest.mark.parametrize("entry, reason", [
+    ("10.0.0.1:99999", "invalid portal port 99999: expected 1-65535"),
+    ("[fd00::5]:x", "invalid portal '[fd00::5]:x'"),
+    ("224.0.0.1", "invalid portal address '224.0.0.1': multicast"),
+])
+def test_an_address_with_a_bad_port_is_not_taken_for_an_interface(entry, reason):
+    with pytest.raises(InvalidInput) as err:
+        resolve_portals([entry], 3260)
+    assert str(err.value) == reason

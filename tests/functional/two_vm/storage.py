@@ -47,6 +47,8 @@ state_path = {WORK / "state"}
 [api]
 listen = {STORAGE_IP}
 port = {API_PORT}
+# Plain HTTP on purpose: the two VMs share only a qemu point-to-point link.
+allow_insecure_transport = true
 [lio]
 target_prefix = {PREFIX}
 portals = {STORAGE_IP}
