@@ -277,11 +277,13 @@ class Application:
 
     async def _serve(self, op: Operation, req: Request, receive: Callable) -> Response:
         if op.public:
+            schemas.validate_query(op.query, req.query)
             return await self._public(op, req)
         self.auth.check(req)
         req.version = mv.negotiate(req.headers)
         if req.version < op.min_version:
             raise HttpError(404, "The resource could not be found.")
+        schemas.validate_query(op.query, req.query)
         if op.body is not None:
             req.raw_body = await self._read_body(req, receive)
         if op.inline:
@@ -340,7 +342,6 @@ def _handle(op: Operation, req: Request) -> Response:
     """In a worker thread: the body's JSON and schema, then the handler."""
     if op.body is not None:
         req.body = schemas.validate_body(op.body, req.raw_body, req.version)
-    schemas.validate_query(op.query, req.query)
     return op.handler(req)
 
 
@@ -376,7 +377,7 @@ def _request(scope: dict) -> Request:
 
 def _query(text: str) -> dict[str, list[str]]:
     try:
-        return parse_qs(text, max_num_fields=_MAX_QUERY_FIELDS)
+        return parse_qs(text, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS)
     except ValueError:
         return {}                        # refused in _check_head before it matters
 

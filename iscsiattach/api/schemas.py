@@ -43,7 +43,7 @@ def wrapped(key: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
 
 @functools.lru_cache(maxsize=8)     # one schema object per version, validated many times
 def attachment_create(version: mv.Version) -> dict:
-    props = {"volume_uuid": UUID, "instance_uuid": {"type": ["string", "null"], "maxLength": 64},
+    props = {"volume_uuid": UUID, "instance_uuid": {"oneOf": [UUID, {"type": "null"}]},
              "connector": {"oneOf": [CONNECTOR, {"type": "null"}]}}
     if version >= mv.ATTACH_MODE:
         props["mode"] = {"enum": ["rw", "ro", None]}
@@ -68,7 +68,8 @@ VOLUME_ACTION = {"type": "object", "properties": {"os-extend": {
 
 QUERY_LIMIT = {"type": "string", "pattern": "^[0-9]{1,9}$"}
 QUERY_ID = {"type": "string", "maxLength": 64}
-LIST_QUERY = {"limit": QUERY_LIMIT, "marker": QUERY_ID}
+# all_tenants: cinderclient sends it on every list; one node has one tenant.
+LIST_QUERY = {"limit": QUERY_LIMIT, "marker": QUERY_ID, "all_tenants": QUERY_ID}
 ATTACHMENT_LIST_QUERY = {**LIST_QUERY, "volume_id": QUERY_ID, "status": QUERY_ID,
                          "attach_status": QUERY_ID}
 
@@ -148,6 +149,12 @@ def validate_body(schema: BodySchema, raw: bytes, version: mv.Version) -> Any:
 
 
 def validate_query(schemas: dict[str, dict], query: dict[str, list[str]]) -> None:
+    """Declared parameters checked; any other refused, as Cinder refuses
+    filters it does not know (a filter silently ignored lists too much)."""
+    unknown = sorted(set(query) - set(schemas))
+    if unknown:
+        shown = ", ".join(name[:40] for name in unknown[:5])
+        raise InvalidInput(f"Invalid filters {shown} are found in query options.")
     for name, schema in schemas.items():
         values = query.get(name)
         if values:
