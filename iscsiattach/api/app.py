@@ -220,6 +220,10 @@ class Application:
             elapsed = time.monotonic() - started
             resp.headers += mv.response_headers(req.version)
             resp.headers.append(("x-openstack-request-id", req.request_id))
+            if _body_left_unread(req):
+                # Refused before its body was read: end the connection rather
+                # than receive (and throw away) what the client still sends.
+                resp.headers.append(("Connection", "close"))
             self._log(kind, req, resp.status, elapsed)
             if req.method != "GET" and resp.status < 400:
                 for cached in self.cache.values():     # counts changed: no stale scrape
@@ -336,6 +340,13 @@ async def _receive_body(receive: Callable, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _body_left_unread(req: Request) -> bool:
+    if req.raw_body:
+        return False
+    declared = req.headers.get("content-length", "0")
+    return declared != "0" or "transfer-encoding" in req.headers
 
 
 def _handle(op: Operation, req: Request) -> Response:
