@@ -49,11 +49,9 @@ _MAX_QUERY_FIELDS = 100
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
-class _Pattern(Convertor):
-    """A path segment matching ``regex``, kept as a string."""
-
-    def __init__(self, regex: str) -> None:
-        self.regex = regex
+class _Uuid36(Convertor[str]):
+    """An id segment as Cinder's router takes it, kept as a string."""
+    regex = "[0-9a-fA-F-]{36}"
 
     def convert(self, value: str) -> str:
         return value
@@ -62,9 +60,13 @@ class _Pattern(Convertor):
         return value
 
 
-# Path parameters as Cinder's router takes them (project_id_regex's default).
-register_url_convertor("uuid36", _Pattern("[0-9a-fA-F-]{36}"))
-register_url_convertor("project", _Pattern(r"[0-9a-f\-]+"))
+class _Project(_Uuid36):
+    """A project id segment: Cinder's default project_id_regex."""
+    regex = r"[0-9a-f\-]+"
+
+
+register_url_convertor("uuid36", _Uuid36())
+register_url_convertor("project", _Project())
 
 
 class RequestIdFilter(logging.Filter):
@@ -184,7 +186,7 @@ class Auth:
 
     def check(self, req: Request) -> None:
         presented = req.headers.get("x-auth-token")
-        if self.strategy == "token":
+        if self.token is not None:          # strategy "token"
             if not token_matches(self.token, presented):
                 raise HttpError(401, "The request you have made requires authentication.")
             return

@@ -6,7 +6,6 @@ docs/cinder-api-compat.md for the wire facts these follow.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from iscsiattach.api import microversion as mv
 from iscsiattach.api import openapi, schemas as sc, views

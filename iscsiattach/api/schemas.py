@@ -69,8 +69,8 @@ VOLUME_ACTION = {"type": "object", "properties": {"os-extend": {
 QUERY_LIMIT = {"type": "string", "pattern": "^[0-9]{1,9}$"}
 QUERY_ID = {"type": "string", "maxLength": 64}
 # all_tenants: cinderclient sends it on every list; one node has one tenant.
-LIST_QUERY = {"limit": QUERY_LIMIT, "marker": QUERY_ID, "all_tenants": QUERY_ID}
-ATTACHMENT_LIST_QUERY = {**LIST_QUERY, "volume_id": QUERY_ID, "status": QUERY_ID,
+LIST_QUERY: dict[str, dict] = {"limit": QUERY_LIMIT, "marker": QUERY_ID, "all_tenants": QUERY_ID}
+ATTACHMENT_LIST_QUERY: dict[str, dict] = {**LIST_QUERY, "volume_id": QUERY_ID, "status": QUERY_ID,
                          "attach_status": QUERY_ID}
 
 # -- responses (the OpenAPI document's promises; tests hold the server to them) --
@@ -78,7 +78,7 @@ FAULT = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalPr
     "type": "object", "required": ["code", "message"],
     "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}}
 _TIME = {"type": ["string", "null"]}
-ATTACHMENT_SUMMARY = {"type": "object", "required": ["id", "status", "instance", "volume_id"],
+ATTACHMENT_SUMMARY: dict[str, Any] = {"type": "object", "required": ["id", "status", "instance", "volume_id"],
                       "properties": {"id": UUID, "status": {"type": "string"},
                                      "instance": {"type": ["string", "null"]},
                                      "volume_id": UUID}}
