@@ -57,8 +57,9 @@ class VolumeService:
                                   status=st.CREATING)
             faults.point("volume_create.after_intent")
             try:
-                # The others read after our intent is recorded: of two creates
-                # of one device at once, each sees the other, none wins.
+                # The others are read after our intent is recorded: of two
+                # creates of one device at once, the later reader sees the
+                # earlier's row, so at most one of them registers it.
                 made = self.backend.create(vid, size, source,
                                            others=self.converger.other_locations(vid))
             except Exception:
