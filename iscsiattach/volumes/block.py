@@ -175,7 +175,7 @@ class BlockBackend(VolumeBackend):
             # The whole root disk, any partition of it: never worth the risk.
             if sharing & self.host.root_devices():
                 raise InvalidInput(f"{what} is on the root disk: the root filesystem, or "
-                                   "what it is built on, is there; it is never registered")
+                                   "what it is built on, is there; it is never a volume")
             for mount in self.host.mounts():
                 if mount.device in sharing:
                     raise InvalidInput(f"{what} is in use: {self._which(device, mount.device)} "
