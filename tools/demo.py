@@ -68,10 +68,12 @@ def sessions() -> str:
     return res.stdout.strip()
 
 
-def start_daemon(work: Path) -> subprocess.Popen:
+def start_daemon(work: Path, device: str) -> subprocess.Popen:
+    """iscsiattachd over the block backend, allowed to register ``device`` only."""
     conf = work / "iscsiattach.conf"
     conf.write_text(f"[DEFAULT]\nstate_path = {work}/state\n[api]\nport = {PORT}\n"
-                    "[volumes]\nbackend = block\n[lio]\nportals = 127.0.0.1\n")
+                    f"[volumes]\nbackend = block\nblock_allowed_devices = {device}\n"
+                    "[lio]\nportals = 127.0.0.1\n")
     log = open(work / "iscsiattachd.log", "w")
     proc = subprocess.Popen([str(BIN / "iscsiattachd"), "--config-file", str(conf)],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -97,7 +99,7 @@ def main() -> int:
     os.environ["ISCSIATTACH_HOST_STATE"] = str(work / "host")
     daemon = vid = None
     try:
-        daemon = start_daemon(work)
+        daemon = start_daemon(work, loop)
         step(f"iscsiattachd ready on 127.0.0.1:{PORT} (token in {work}/state/api-token, 0600)")
         vid = cli_json("volume-create", "1", "--name", "demo", "--source", loop)["id"]
         step(f"volume {vid}: 1 GiB on {loop}")

@@ -47,6 +47,22 @@ class Converger:
                  portals: tuple[Portal, ...]) -> None:
         self.store, self.target, self.volumes, self.portals = store, target, volumes, portals
 
+    def other_locations(self, volume_id: str) -> dict[str, str]:
+        """Volume id -> stored location of every other volume of the backend,
+        for a backend that refuses a device another volume uses; {} (and no
+        store read) for the others."""
+        if not self.volumes.needs_other_locations:
+            return {}
+        return {v.id: v.location for v in self.store.volumes()
+                if v.id != volume_id and v.backend == self.volumes.name and v.location}
+
+    def check_exportable(self, volume: Volume) -> None:
+        """Refuse an export of what the volume's location leads to now (a
+        registered device may since be mounted, or be another disk after a
+        reboot). Before each export is made or repaired; not on a drift
+        comparison, which must stay cheap."""
+        self.volumes.check_exportable(volume.location, self.other_locations(volume.id))
+
     def backing(self, volume: Volume) -> Backing:
         if not volume.location:
             raise Conflict(f"volume {volume.id} has no storage yet ({volume.status})")
@@ -74,6 +90,7 @@ class Converger:
         if not grants:
             return False
         spec = ExportSpec(volume.id, self.backing(volume), self.portals)
+        self.check_exportable(volume)
         if not self.target.build(spec, grants):
             LOG.info("volume %s: already in LIO; converging it instead", volume.id)
             self.converge(volume)
@@ -97,6 +114,7 @@ class Converger:
                 LOG.info("volume %s: export removed (no connected attachment)", volume.id)
                 faults.point("converge.after_unexport")
             return None
+        self.check_exportable(volume)
         info = self.target.export(want.spec)
         faults.point("converge.after_export")
         for grant in want.grants:

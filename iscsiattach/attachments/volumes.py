@@ -57,7 +57,11 @@ class VolumeService:
                                   status=st.CREATING)
             faults.point("volume_create.after_intent")
             try:
-                made = self.backend.create(vid, size, source)
+                # The others are read after our intent is recorded: of two
+                # creates of one device at once, the later reader sees the
+                # earlier's row, so at most one of them registers it.
+                made = self.backend.create(vid, size, source,
+                                           others=self.converger.other_locations(vid))
             except Exception:
                 self.store.remove_volume(vid)     # nothing was made: nothing to keep
                 raise
@@ -85,7 +89,8 @@ class VolumeService:
                 raise Conflict(f"volume {vol.id} changed while extending it; retry")
             faults.point("volume_extend.after_intent")
             try:
-                made = self.backend.extend(vol.id, vol.location, size)
+                made = self.backend.extend(vol.id, vol.location, size,
+                                           others=self.converger.other_locations(vol.id))
                 faults.point("volume_extend.after_backend")
                 self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=made.size_gib)
                 faults.point("volume_extend.after_size")

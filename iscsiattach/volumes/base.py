@@ -9,6 +9,7 @@ same size returns it, deleting what is gone succeeds.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
@@ -29,6 +30,11 @@ class Provisioned:
 class VolumeBackend(abc.ABC):
     name: str
     backing_kind: BackingKind = BackingKind.BLOCK
+    # Whether create, extend and check_exportable want ``others``: volume id
+    # -> stored location of each other volume of this backend, so that one
+    # device is never two volumes. The service reads the store for it only
+    # then; a backend never reads the store itself.
+    needs_other_locations: bool = False
 
     def backing(self, location: str, size_gib: int) -> Backing:
         """How the target reaches a volume, from what the store recorded.
@@ -45,12 +51,22 @@ class VolumeBackend(abc.ABC):
         service can record it first and a crash never loses track of storage."""
         raise NotImplementedError
 
+    def check_exportable(self, location: str, others: Mapping[str, str] | None = None) -> None:
+        """Refuse (InvalidInput) to export what ``location`` leads to now.
+
+        Called before an export is made or repaired, not on every reconcile
+        comparison (that is ``backing``). Storage a backend made itself (a
+        file, an LV) has nothing to check; a registered device does.
+        """
+
     @abc.abstractmethod
-    def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
+    def create(self, volume_id: str, size_gib: int, source: str | None = None,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         """Make the storage (file/lvm) or register ``source`` (block)."""
 
     @abc.abstractmethod
-    def extend(self, volume_id: str, location: str, new_size_gib: int) -> Provisioned:
+    def extend(self, volume_id: str, location: str, new_size_gib: int,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         """Grow to ``new_size_gib`` (never shrink)."""
 
     @abc.abstractmethod

@@ -5,6 +5,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 
 from iscsiattach import faults
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
@@ -32,7 +33,8 @@ class FileBackend(VolumeBackend):
     def path(self, volume_id: str) -> str:
         return os.path.join(self.directory, volume_name(validate_volume_id(volume_id)) + ".img")
 
-    def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
+    def create(self, volume_id: str, size_gib: int, source: str | None = None,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         path = self.path(volume_id)
         size = validate_size_gib(size_gib, max_gib=None) * GIB
         if source is not None:
@@ -50,7 +52,8 @@ class FileBackend(VolumeBackend):
                            f"({_describe(found)}, asked {size_gib} GiB)")
         return self._provisioned(path, size)
 
-    def extend(self, volume_id: str, location: str, new_size_gib: int) -> Provisioned:
+    def extend(self, volume_id: str, location: str, new_size_gib: int,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         path = require_location(location, self.path(volume_id))
         new_size = validate_size_gib(new_size_gib, max_gib=None) * GIB
         found = self._stat(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
 from iscsiattach.target.model import Backing, BackingKind, validate_volume_id, volume_name
@@ -60,7 +60,8 @@ class LvmBackend(VolumeBackend):
     def path(self, volume_id: str) -> str:
         return f"/dev/{self.vg}/{self.lv_name(volume_id)}"
 
-    def create(self, volume_id: str, size_gib: int, source: str | None = None) -> Provisioned:
+    def create(self, volume_id: str, size_gib: int, source: str | None = None,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         lv = self.lv_name(volume_id)
         validate_size_gib(size_gib, max_gib=None)
         if source is not None:
@@ -74,7 +75,8 @@ class LvmBackend(VolumeBackend):
                            f"{_gib(size)}, asked {size_gib} GiB")
         return self._provisioned(volume_id, size_gib)
 
-    def extend(self, volume_id: str, location: str, new_size_gib: int) -> Provisioned:
+    def extend(self, volume_id: str, location: str, new_size_gib: int,
+               others: Mapping[str, str] | None = None) -> Provisioned:
         lv = self.lv_name(volume_id)
         require_location(location, self.path(volume_id))
         validate_size_gib(new_size_gib, max_gib=None)

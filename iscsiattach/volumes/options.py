@@ -33,9 +33,26 @@ VOLUME_OPTS = [
                help="Thin pool in lvm_volume_group: when set, volumes are thin "
                     "LVs in it. Leave the pool's zeroing on (lvm's default) so a "
                     "new volume never reads an old one's data."),
-    cfg.ListOpt("block_allowed_prefixes", default=["/dev/"],
+    cfg.ListOpt("block_allowed_prefixes", default=[],
                 help="Directories under which a block device may be registered as "
-                     "a volume (block backend), e.g. /dev/disk/by-id/."),
+                     "a volume (block backend), e.g. /dev/disk/by-id/ (names that "
+                     "stay with their disk across reboots). Empty by default: no "
+                     "device may be registered until this or block_allowed_devices "
+                     "lists some, and the block backend does not start with both "
+                     "empty. A path is matched with '.' and repeated '/' removed; "
+                     "'..' is refused. Whichever way a path is allowed, the device "
+                     "it leads to (symlinks followed) is refused if it is mounted "
+                     "(or a partition of it is), a swap area, held by "
+                     "device-mapper, md or LVM, on the root disk, or already "
+                     "registered as another volume; checked when it is registered, "
+                     "and again before each extend and export."),
+    cfg.ListOpt("block_allowed_devices", default=[],
+                help="Block devices that may be registered as volumes (block "
+                     "backend), e.g. /dev/disk/by-id/wwn-0x5000c500a1b2c3d4. A "
+                     "source is allowed when it leads to the same device "
+                     "(major:minor) as one of these, by whatever path it names "
+                     "it. The refusals of block_allowed_prefixes (mounted, swap, "
+                     "held, root disk, registered twice) apply all the same."),
     cfg.IntOpt("max_size_gib", default=DEFAULT_MAX_SIZE_GIB, min=1,
                help="Largest size, in GiB, a volume may be created with or extended to."),
 ]
@@ -55,7 +72,7 @@ def backend_from_conf(conf: cfg.ConfigOpts) -> VolumeBackend:
             raise InvalidInput("[volumes] lvm_volume_group must be set when backend = lvm")
         return LvmBackend(opts.lvm_volume_group, opts.lvm_thin_pool or None)
     if opts.backend == "block":
-        return BlockBackend(opts.block_allowed_prefixes)
+        return BlockBackend(opts.block_allowed_prefixes, opts.block_allowed_devices)
     raise InvalidInput(f"unknown [volumes] backend {opts.backend!r}: expected file, lvm or block")
 
 

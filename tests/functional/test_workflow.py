@@ -94,7 +94,7 @@ def test_workflow_on_lvm_volume_group(state, scratch_fs, backend, volume_group):
 
 def test_workflow_on_registered_block_device(state, scratch_fs, backend, loop_device):
     dev, _ = loop_device
-    services = _services(state, scratch_fs, BlockBackend())
+    services = _services(state, scratch_fs, BlockBackend(["/dev/"]))
     vol = services.volumes.create(1, source=dev)
     assert vol.location == dev and vol.size_gib == 3
     _attach_write_detach(services, vol.id)

@@ -178,7 +178,8 @@ def test_refused_connect_in_create_leaves_no_trace(template, logs, vol, extra, i
 # -- the block backend: "source" is a path the caller names --------------------------------
 @pytest.fixture(scope="module")
 def block_api():
-    """The app over the block backend (registers existing devices under /dev/):
+    """The app over the block backend (registers existing devices under /dev/,
+    configured so: by default it allows none):
     the one backend where a request body names a path on this machine."""
     from iscsiattach.attachments.services import build
     from iscsiattach.target.fake import FakeBackend
@@ -187,7 +188,7 @@ def block_api():
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="iscsiattach-fuzz-block-", dir=base) as tmp:
         services = build(os.path.join(tmp, "state"), FakeBackend(prefix=PREFIX),
-                         BlockBackend(), PORTALS, max_size_gib=100)
+                         BlockBackend(["/dev/"]), PORTALS, max_size_gib=100)
         yield services, make_app(services)
         services.store.close()
 

@@ -109,10 +109,10 @@ def test_a_volume_being_created_is_not_touched_by_the_reconciler(services, monke
     real = services.volumes.backend.create
     started, release = threading.Event(), threading.Event()
 
-    def slow_create(vid, size, source=None):
+    def slow_create(vid, size, source=None, others=None):
         started.set()
         release.wait(10)
-        return real(vid, size, source)
+        return real(vid, size, source, others)
     monkeypatch.setattr(services.volumes.backend, "create", slow_create)
     result = {}
     creator = threading.Thread(target=lambda: result.setdefault("vol", services.volumes.create(1)))

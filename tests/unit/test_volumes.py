@@ -1,5 +1,6 @@
 """Volume backends: files for real in tmp_path, lvm through a fake runner,
-block devices through their refusals and a stubbed device size."""
+block devices through their refusals and a pretend host (tests/unit/fake_host.py;
+the refusals of devices in use are in test_block_safety.py)."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,14 @@ from oslo_config import cfg
 
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
 from iscsiattach.target.model import Backing, BackingKind
-from iscsiattach.volumes import block as block_module
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB, Provisioned, validate_size_gib
 from iscsiattach.volumes.block import BlockBackend
+from iscsiattach.volumes.devices import HostDevices
 from iscsiattach.exception import VolumeBackendError
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend
+from tests.unit.fake_host import FakeHost
 
 VID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 LV = f"volume-{VID}"
@@ -342,39 +344,34 @@ def test_lvm_good_names_accepted(name):
 # -- block backend ------------------------------------------------------------
 
 @pytest.fixture
-def device(monkeypatch):
-    """A pretend 10.5 GiB block device at /dev/fake0."""
-    sizes = {"/dev/fake0": 10 * GIB + GIB // 2}
-
-    def size(path):
-        if path not in sizes:
-            raise FileNotFoundError(2, "No such file or directory", path)
-        return sizes[path]
-    monkeypatch.setattr(block_module, "_device_size", size)
-    return sizes
+def device(tmp_path):
+    """A pretend host with a free 10.5 GiB block device at /dev/fake0."""
+    host = FakeHost(tmp_path / "host")
+    host.disk("fake0", 0, size=10 * GIB + GIB // 2, major=7)
+    return host
 
 
 def test_block_create(device):
-    made = BlockBackend().create(VID, 4, source="/dev/fake0")
+    made = device.backend().create(VID, 4, source="/dev/fake0")
     assert made == Provisioned("/dev/fake0", Backing(BackingKind.BLOCK, "/dev/fake0"), 10)
-    assert BlockBackend().create(VID, 10, source="/dev/fake0") == made
+    assert device.backend().create(VID, 10, source="/dev/fake0") == made
 
 
 def test_block_create_larger_than_device_refused(device):
     with pytest.raises(InvalidInput, match="10.50 GiB"):
-        BlockBackend().create(VID, 11, source="/dev/fake0")
+        device.backend().create(VID, 11, source="/dev/fake0")
 
 
 def test_block_create_needs_source():
     with pytest.raises(InvalidInput, match="source"):
-        BlockBackend().create(VID, 1)
+        BlockBackend(["/dev/"]).create(VID, 1)
 
 
 @pytest.mark.parametrize("source", ["dev/sda", "/dev/../etc/passwd", "/dev/disk/../sda",
                                     "/etc/passwd", "/devil/sda", "/dev/a,b", 7])
 def test_block_bad_paths_refused(source, device):
     with pytest.raises(InvalidInput):
-        BlockBackend().create(VID, 1, source=source)
+        device.backend().create(VID, 1, source=source)
 
 
 def test_block_prefixes_are_directories(device):
@@ -416,27 +413,28 @@ def test_block_real_device_size_read_from_sysfs():
         pytest.skip("no block device node on this host")
     with open(f"/sys/class/block/{os.path.basename(paths[0])}/size") as f:
         expected = int(f.read()) * 512
-    assert block_module._device_size(paths[0]) == expected
+    host = HostDevices()
+    assert host.size(host.resolve(paths[0])) == expected
 
 
 def test_block_extend_only_after_the_device_grew(device):
-    backend = BlockBackend()
+    backend = device.backend()
     with pytest.raises(InvalidInput, match="grow the device"):
         backend.extend(VID, "/dev/fake0", 11)
-    device["/dev/fake0"] = 12 * GIB
+    device.set_size("/dev/fake0", 12 * GIB)
     assert backend.extend(VID, "/dev/fake0", 11).size_gib == 12
     with pytest.raises(NotFound):
         backend.extend(VID, "/dev/gone", 11)
 
 
 def test_block_delete_forgets_only(device):
-    BlockBackend().delete(VID, "/dev/fake0")
-    assert BlockBackend().provisioned(VID, "/dev/fake0").size_gib == 10
+    device.backend().delete(VID, "/dev/fake0")
+    assert device.backend().provisioned(VID, "/dev/fake0").size_gib == 10
 
 
 def test_block_provisioned(device):
-    assert BlockBackend().provisioned(VID, "/dev/fake0").size_gib == 10
-    assert BlockBackend().provisioned(VID, "/dev/gone") is None
+    assert device.backend().provisioned(VID, "/dev/fake0").size_gib == 10
+    assert device.backend().provisioned(VID, "/dev/gone") is None
 
 
 def test_block_provisioned_none_once_no_longer_a_device(tmp_path):
@@ -460,7 +458,9 @@ def make_conf(**volumes) -> cfg.ConfigOpts:
 def test_options_defaults():
     conf = make_conf()
     assert conf.volumes.backend == "file"
-    assert conf.volumes.block_allowed_prefixes == ["/dev/"]
+    # Safe by default: no device of the host is reachable until listed.
+    assert conf.volumes.block_allowed_prefixes == []
+    assert conf.volumes.block_allowed_devices == []
     assert conf.volumes.max_size_gib == 16384
     backend = options.backend_from_conf(conf)
     assert isinstance(backend, FileBackend)
@@ -496,6 +496,6 @@ def test_backing_comes_from_the_recorded_location_without_io(tmp_path):
         raise AssertionError("backing() must not run a tool")
     assert LvmBackend("vg0", run=no_run).backing("/dev/vg0/volume-x", 3) == \
         Backing(BackingKind.BLOCK, "/dev/vg0/volume-x")
-    assert BlockBackend().backing("/dev/loop7", 1).kind is BackingKind.BLOCK
+    assert BlockBackend(["/dev/"]).backing("/dev/loop7", 1).kind is BackingKind.BLOCK
     assert FileBackend(str(tmp_path)).backing("/v/volume-x.img", 2) == \
         Backing(BackingKind.FILE, "/v/volume-x.img", 2 << 30)
