@@ -235,7 +235,7 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
     made): a second registration of one loop device, however its path is
     spelled, is a 400 with Cinder's fault body, and nothing is recorded."""
     from iscsiattach.api.routes import build_app
-    from iscsiattach.api.wsgi import Auth
+    from iscsiattach.api.app import Auth
     from iscsiattach.attachments.services import build
     from iscsiattach.secret import Secret
     from iscsiattach.target import Portal

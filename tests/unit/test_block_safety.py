@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from iscsiattach.api.routes import build_app
-from iscsiattach.api.wsgi import Auth
+from iscsiattach.api.app import Auth
 from iscsiattach.attachments.services import build
 from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.secret import Secret

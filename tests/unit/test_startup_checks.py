@@ -148,8 +148,8 @@ def test_a_secret_value_is_never_shown(start, monkeypatch):
      "[volumes] backend = file: invalid volume directory 'volumes': expected an "
      "absolute path"),
     ("[volumes]\nbackend = block\nblock_allowed_prefixes = dev/",
-     "[volumes] backend = block: invalid block device prefixes ['dev/']: expected "
-     "absolute directories such as /dev/"),
+     "[volumes] backend = block: invalid block device prefix 'dev/': expected "
+     "an absolute directory such as /dev/disk/by-id/"),
     ("[api]\nlisten = unix:",
      "[api] listen 'unix:' names no socket path: give unix:/absolute/path"),
     ("[api]\nlisten = unix:run/api.sock",
