@@ -376,6 +376,7 @@ class Stats:
     requests: int = 0
     bytes_sent: int = 0
     full_sends: int = 0             # big headers: the whole payload went out
+    stuck_tasks: int = 0
 
     def json(self) -> dict[str, Any]:
         d = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in vars(self).items()}
@@ -439,13 +440,24 @@ class Attack:
         return len(self.stats.connected) >= self.stats.slots
 
     async def stop(self) -> None:
-        """Every attacker leaves at once: tasks cancelled, sockets closed
-        (abort: no TLS close_notify exchange keeps a socket open)."""
+        """Every attacker leaves at once: sockets shut down and closed
+        (abort: no TLS close_notify exchange keeps a socket open), tasks
+        cancelled. A task that does not end within 10 s (seen with asyncio's
+        SSL transport aborted during a large write) is left behind, its
+        socket already shut down; how many is in stats.stuck_tasks."""
+        for w in list(self.writers):
+            try:
+                w.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+            w.transport.abort()
         for t in self.tasks:
             t.cancel()
-        for w in list(self.writers):
-            w.transport.abort()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(self.tasks, timeout=10) if self.tasks else ((), ())
+        self.stats.stuck_tasks = len(pending)
+        for t in list(pending)[:3]:
+            trace("stuck attack task: " + " | ".join(
+                f"{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack()))
 
     async def finished(self) -> None:
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -777,9 +789,13 @@ def run(target: Target, name: str, scale: Scale) -> dict[str, Any]:
         quiet = logging.getLogger("asyncio")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
+        # Not asyncio.run: it would wait for attack tasks stuck in asyncio's
+        # SSL transport (Attack.stop); they are dropped with the loop.
+        loop = asyncio.new_event_loop()
         try:
-            r = asyncio.run(_run_attack(target, scale, sc))
+            r = loop.run_until_complete(_run_attack(target, scale, sc))
         finally:
+            loop.close()
             quiet.setLevel(level)
         r["alive"] = target.pid_of() is not None
         goals = judge(r, sc)
