@@ -1,8 +1,11 @@
 """A real iscsiattachd process for functional tests, and a tiny HTTP client."""
 from __future__ import annotations
 
+import http.client
 import os
+import resource
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -25,22 +28,32 @@ class Daemon:
     ``env``: extra environment for every start. ``forkserver``: start it
     through a tests.functional.forkserver.ForkServer (the same main(), a
     fresh process, without paying the imports again) instead of the script.
+    ``tls``: (certificate, key) PEM files (see make_tls_cert): the API serves
+    HTTPS and ``url`` says https. ``debug``: the config's debug flag (false
+    logs as a production daemon does). ``nofile``: the soft RLIMIT_NOFILE of
+    the daemon's process, set in the child before exec (as systemd's
+    LimitNOFILE= would); not with ``forkserver``.
     """
 
     def __init__(self, state: Path, volumes: Path, extra: str = "",
-                 env: dict[str, str] | None = None, forkserver=None) -> None:
+                 env: dict[str, str] | None = None, forkserver=None,
+                 tls: tuple[Path, Path] | None = None, debug: bool = True,
+                 nofile: int | None = None) -> None:
+        assert not (nofile and forkserver), "nofile needs the script start"
         self.state, self.proc = state, None
         self.env, self.forkserver = dict(env or {}), forkserver
+        self.tls, self.nofile = tls, nofile
         self.log_path = state.parent / "daemon.log"
         self.log_offset = 0
         self.config = state.parent / "iscsiattach.conf"
+        tls_conf = f"tls_cert_file = {tls[0]}\ntls_key_file = {tls[1]}\n" if tls else ""
         self.config.write_text(f"""[DEFAULT]
-debug = true
+debug = {str(debug).lower()}
 state_path = {state}
 [api]
 listen = 127.0.0.1
 port = {PORT}
-[lio]
+{tls_conf}[lio]
 target_prefix = {PREFIX}
 portals = 127.0.0.1
 [volumes]
@@ -64,9 +77,23 @@ interval = 3600
             self.proc = self.forkserver.spawn(argv, env, self.log_path)
         else:
             self.proc = subprocess.Popen([str(DAEMON), *argv], stdout=self.log,
-                                         stderr=subprocess.STDOUT, env={**os.environ, **env})
+                                         stderr=subprocess.STDOUT, env={**os.environ, **env},
+                                         preexec_fn=self._limits if self.nofile else None)
         if ready:
             self.wait_ready(timeout)
+
+    def _limits(self) -> None:
+        """In the child, before exec: the daemon's own file-descriptor limit."""
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{PORT}/v3"
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts this daemon's certificate only."""
+        return ssl.create_default_context(cafile=str(self.tls[0]))
 
     def wait_ready(self, timeout: float = 600) -> None:
         """Wait until it serves (a cold, loaded TCG guest can take minutes to
@@ -81,14 +108,27 @@ interval = 3600
             raise
 
     def _wait_serving(self, timeout: float) -> None:
-        client = Client(URL, None, "3.54", timeout=2)
+        serving = Client(URL, None, "3.54", timeout=2).serving if not self.tls else self._serving_tls
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             assert self.proc.poll() is None, self.log_since_start()
-            if client.serving():
+            if serving():
                 return
             time.sleep(0.2)
         raise AssertionError("the daemon did not become ready")
+
+    def _serving_tls(self) -> bool:
+        """The versions document over HTTPS, the certificate checked (the
+        CLI's client has no CA option)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", PORT, timeout=2,
+                                           context=self.client_context())
+        try:
+            conn.request("GET", "/")
+            return conn.getresponse().status == 300
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -130,3 +170,17 @@ def call(method, path, body=None, token=None, version="3.54", url=URL):
         raise ConnectionError(str(exc)) from None
 
 
+
+
+def make_tls_cert(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (EC P-256, valid two days) and
+    its key, made with the openssl CLI; (cert, key) paths, the key 0600."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "api-cert.pem", folder / "api-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    key.chmod(0o600)
+    return cert, key
