@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from asyncio import sslproto
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -124,9 +125,6 @@ class GuardedH11Protocol(H11Protocol):
         self.limiter, self.header_timeout = limiter, header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._made = False
-        # TLS: data may be decrypted between the handshake's end and our
-        # connection_made (the coroutine that hands over runs a turn later).
-        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -137,21 +135,10 @@ class GuardedH11Protocol(H11Protocol):
             transport.close()
             return
         self._arm_head_deadline()
-        early, self._early = b"".join(self._early), []
-        if early:
-            self.data_received(early)
-
-    def data_received(self, data: bytes) -> None:
-        if not self._made:
-            # Kept for connection_made, a turn of the loop away: at most
-            # what the TLS layer decrypts in one turn.
-            self._early.append(data)
-            return
-        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # The TLS layer reports a handshake that failed as a lost connection
-        # of a protocol that was never made: nothing of ours to undo then.
+        # Never made (a connection refused over the cap is made): nothing
+        # of ours to undo.
         if not self._made:
             return
         self._disarm_head_deadline()
@@ -188,54 +175,89 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class _TlsLayer(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB:
+    ample for a 64 KiB body, and a thousand connections cost 32 MiB, not 256."""
+    max_size = 32 * 1024
+
+
 class TlsFront(asyncio.Protocol):
     """A TLS connection until its handshake is done; then HTTP takes over.
 
-    asyncio's own server-side TLS would hand the connection to us only after
-    the handshake, invisible to the cap meanwhile; here the raw connection
-    counts (and can be evicted) from its accept on.
+    asyncio's server-side TLS would build the TLS layer (buffers, an SSL
+    object) at accept, and hand the connection to the protocol only after
+    the handshake, out of the cap's sight. Here the raw connection counts
+    (and can be evicted) from its accept on, costs no TLS state until the
+    client sends its first byte, and at most ``handshakes.max_connections``
+    handshakes are under way at once (the oldest evicted beyond).
     """
 
     def __init__(self, context: ssl.SSLContext, handshake_timeout: float,
-                 limiter: ConnectionLimiter, make_http: Callable[[], asyncio.Protocol]) -> None:
-        self.context, self.timeout, self.limiter = context, handshake_timeout, limiter
-        self.make_http = make_http
-        self._counted = False
-        self._tasks: set[asyncio.Task] = set()
+                 limiter: ConnectionLimiter, handshakes: ConnectionLimiter,
+                 make_http: Callable[[], asyncio.Protocol]) -> None:
+        self.context, self.timeout = context, handshake_timeout
+        self.limiter, self.handshakes, self.make_http = limiter, handshakes, make_http
+        self.transport: asyncio.Transport | None = None
+        self._counted: list[ConnectionLimiter] = []
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()          # the TLS layer reads, once it is in place
-        self._counted = True
-        if not self.limiter.opened(self, transport.abort):
-            self._release()
-            transport.abort()
+        self.transport = transport
+        if self._count(self.limiter, transport):
+            # From the accept, silent or not: the handshake's own deadline.
+            self._deadline = asyncio.get_running_loop().call_later(
+                self.timeout, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        """The client's first bytes (its ClientHello): start TLS with them."""
+        transport = self.transport
+        assert transport is not None
+        if not self._count(self.handshakes, transport):
             return
-        task = asyncio.get_running_loop().create_task(self._handshake(transport))
-        self._tasks.add(task)              # a task nobody holds may be collected
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        waiter.add_done_callback(self._handshake_over)
+        tls = _TlsLayer(loop, self.make_http(), self.context, waiter, server_side=True,
+                        ssl_handshake_timeout=self.timeout, call_connection_made=True)
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+        _feed(tls, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Reached only before the TLS layer took the transport over.
+        # Reached only if the client left before sending a byte.
+        self._release()
+
+    def _count(self, limiter: ConnectionLimiter, transport: asyncio.Transport) -> bool:
+        self._counted.append(limiter)
+        if limiter.opened(self, transport.abort):
+            return True
+        self._release()
+        transport.abort()
+        return False
+
+    def _handshake_over(self, waiter: asyncio.Future) -> None:
+        # Done, failed, timed out or evicted: from here on the HTTP protocol
+        # counts (it was made, and counted itself, if the handshake succeeded).
+        if not waiter.cancelled():
+            waiter.exception()           # retrieved: no "never retrieved" log
         self._release()
 
     def _release(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.limiter.closed(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        while self._counted:
+            self._counted.pop().closed(self)
 
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        if transport.is_closing():
-            return
-        http = self.make_http()
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(transport, http, self.context, server_side=True,
-                                       ssl_handshake_timeout=self.timeout)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError, RuntimeError):
-            tls = None                     # failed, abandoned, timed out or evicted
-        self._release()                    # from here on the HTTP protocol counts
-        if tls is None:
-            transport.abort()
-            return
-        http.connection_made(tls)
+
+def _feed(tls: sslproto.SSLProtocol, data: bytes) -> None:
+    """Hand bytes the plain transport already read to the TLS layer, as the
+    transport itself would have (asyncio's buffered-protocol calls)."""
+    view = memoryview(data)
+    while view:
+        buffer = tls.get_buffer(len(view))
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        tls.buffer_updated(n)
+        view = view[n:]

@@ -23,6 +23,7 @@ class Limits:
     body_timeout: float = 30.0
     keepalive_timeout: float = 15.0
     tls_handshake_timeout: float = 10.0
+    max_tls_handshakes: int = 128
     refused_log_rate: float = 10.0
 
     @classmethod

@@ -22,16 +22,34 @@ def escape_controls(text: str) -> str:
 
 
 class SafeFormatter(logging.Formatter):
-    """One record, one line: the message is escaped; a traceback (our own
-    code's, never a client's text alone) keeps its lines, each escaped."""
+    """Every line a well-formed log line: the message is escaped, and each
+    line of a traceback comes after the record's own prefix and "| ", so a
+    line can never pass for a record of its own (nor a reader lose track of
+    which record a traceback line belongs to)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei) -> str:
-        text = super().formatException(ei)
-        return "\n".join(escape_controls(line) for line in text.split("\n"))
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        extra: list[str] = []
+        if saved[0]:
+            extra += self.formatException(saved[0]).split("\n")
+        elif saved[1]:
+            extra += saved[1].split("\n")
+        if saved[2]:
+            extra += self.formatStack(saved[2]).split("\n")
+        if not extra:
+            return line
+        prefix = line[:len(line) - len(record.message)] if line.endswith(record.message) \
+            else line + " "
+        return "\n".join([line] + [f"{prefix}| {escape_controls(x)}" for x in extra])
 
 
 class RefusalLimiter(logging.Filter):

@@ -74,6 +74,10 @@ LIMIT_OPTS = [
                  help="Seconds an idle HTTP/1.1 keep-alive connection stays open."),
     cfg.FloatOpt("tls_handshake_timeout", default=10.0, min=0.5, max=600,
                  help="Seconds a client has to complete the TLS handshake."),
+    cfg.IntOpt("max_tls_handshakes", default=128, min=1, max=100000,
+               help="Most TLS handshakes under way at once (each holds an SSL object "
+                    "and its buffers); beyond it the oldest is closed. A connection "
+                    "that has sent nothing yet holds none."),
     cfg.FloatOpt("refused_log_rate", default=10.0, min=0.0, max=10000,
                  help="Log lines per second for refused requests (4xx); the rest are "
                       "counted and summed up in one line, so a flood cannot drown the "

@@ -61,6 +61,7 @@ class _Uvicorn(uvicorn.Server):
         super().__init__(config)
         self.sock, self.tls, self.limits = sock, tls, limits
         self.limiter = ConnectionLimiter(limits.max_connections)
+        self.handshakes = ConnectionLimiter(limits.max_tls_handshakes)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,7 +75,8 @@ class _Uvicorn(uvicorn.Server):
     def _protocol(self) -> asyncio.Protocol:
         if self.tls is None:
             return self._http()
-        return TlsFront(self.tls, self.limits.tls_handshake_timeout, self.limiter, self._http)
+        return TlsFront(self.tls, self.limits.tls_handshake_timeout, self.limiter,
+                        self.handshakes, self._http)
 
     async def startup(self, sockets: Any = None) -> None:
         await self.lifespan.startup()

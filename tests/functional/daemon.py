@@ -32,14 +32,17 @@ class Daemon:
     HTTPS and ``url`` says https. ``debug``: the config's debug flag (false
     logs as a production daemon does). ``nofile``: the soft RLIMIT_NOFILE of
     the daemon's process, set in the child before exec (as systemd's
-    LimitNOFILE= would); not with ``forkserver``.
+    LimitNOFILE= would); not with ``forkserver``. ``command``: the argv that
+    starts the daemon, instead of the iscsiattachd script (tools/dos-suite's
+    server comparison starts earlier code this way).
     """
 
     def __init__(self, state: Path, volumes: Path, extra: str = "",
                  env: dict[str, str] | None = None, forkserver=None,
                  tls: tuple[Path, Path] | None = None, debug: bool = True,
-                 nofile: int | None = None) -> None:
+                 nofile: int | None = None, command: list[str] | None = None) -> None:
         assert not (nofile and forkserver), "nofile needs the script start"
+        self.command = command or [str(DAEMON)]
         self.state, self.proc = state, None
         self.env, self.forkserver = dict(env or {}), forkserver
         self.tls, self.nofile = tls, nofile
@@ -76,7 +79,7 @@ interval = 3600
         if self.forkserver is not None:
             self.proc = self.forkserver.spawn(argv, env, self.log_path)
         else:
-            self.proc = subprocess.Popen([str(DAEMON), *argv], stdout=self.log,
+            self.proc = subprocess.Popen([*self.command, *argv], stdout=self.log,
                                          stderr=subprocess.STDOUT, env={**os.environ, **env},
                                          preexec_fn=self._limits if self.nofile else None)
         if ready:

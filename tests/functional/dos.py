@@ -133,15 +133,17 @@ DAEMON_NOFILE = 1024
 VOLUMES = 5                 # what GET /v3/volumes lists
 
 
-def start_daemon(root: Path):
+def start_daemon(root: Path, command: list[str] | None = None,
+                 env: dict[str, str] | None = None):
     """The real iscsiattachd through the functional tests' harness: HTTPS
     with a self-signed certificate made now, token auth (the default), the
     production log level, RLIMIT_NOFILE soft limit DAEMON_NOFILE; VOLUMES
-    volumes made. (daemon, Target)."""
+    volumes made. ``command``/``env``: another daemon start (the server
+    comparison). (daemon, Target)."""
     from tests.functional.daemon import PORT, Daemon, make_tls_cert
     cert, key = make_tls_cert(root / "tls")
     daemon = Daemon(root / "state", root / "volumes", tls=(cert, key), debug=False,
-                    nofile=DAEMON_NOFILE)
+                    nofile=DAEMON_NOFILE, command=command, env=env)
     daemon.start()
 
     def pid_of() -> int | None:

@@ -220,3 +220,22 @@ def test_service_log_lines_carry_the_request_id(api, volume, caplog):
     assert lines and lines[0].request_id == rid
     secret = reply.body["attachment"]["connection_info"]["auth_password"]
     assert secret not in caplog.text
+
+
+def test_a_traceback_is_lines_of_its_record():
+    """Every line a log line: a traceback's lines carry the record's prefix."""
+    import logging
+
+    from iscsiattach.api.logsafe import SafeFormatter
+    formatter = SafeFormatter("%(levelname)s %(name)s [-] %(message)s")
+    try:
+        raise ValueError("bad\nline")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed %s", ("\x1b[2J",),
+                                   sys.exc_info())
+    lines = formatter.format(record).split("\n")
+    assert lines[0] == "ERROR x [-] failed \\x1b[2J"
+    assert len(lines) > 2 and all(line.startswith("ERROR x [-] | ") for line in lines[1:])
+    # A newline in the exception's text stays inside the record's lines.
+    assert lines[-2:] == ["ERROR x [-] | ValueError: bad", "ERROR x [-] | line"]

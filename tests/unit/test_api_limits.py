@@ -204,6 +204,45 @@ def test_an_idle_tls_client_blocks_nobody(services, tmp_path):
             silent.close()
 
 
+def _tls_files(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def _tls_request(port: int, cafile: str, path: str = "/v3/volumes") -> int:
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(request(path))
+        return status(read_all(s))
+
+
+def test_silent_and_stalled_tls_clients_lock_nobody_out(services, tmp_path):
+    """30 silent clients and 10 that stall after one byte of a handshake,
+    against max_connections = 8 and max_tls_handshakes = 4: a real client is
+    served, and no more handshakes than the cap hold TLS state."""
+    cert, key = _tls_files(tmp_path)
+    limits = Limits(max_connections=8, max_tls_handshakes=4, tls_handshake_timeout=30,
+                    header_timeout=30)
+    with serving(services, limits, cert, key) as srv:
+        silent = [socket.create_connection(("127.0.0.1", srv.server_port)) for _ in range(30)]
+        stalled = [socket.create_connection(("127.0.0.1", srv.server_port)) for _ in range(10)]
+        try:
+            for s in stalled:
+                s.sendall(b"\x16")              # the first byte of a ClientHello
+            time.sleep(0.5)
+            assert srv._server.handshakes.open <= 4
+            assert srv.limiter.open <= 8
+            assert _tls_request(srv.server_port, cert) == 200
+        finally:
+            for s in silent + stalled:
+                s.close()
+
+
 def test_busy_workers_give_503_with_retry_after(services, monkeypatch):
     """One worker, one queued: a third operation at once is refused, not queued."""
     gate = threading.Event()
