@@ -17,8 +17,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escape_controls(text: str) -> str:
-    """Control characters (C0, DEL, C1, Unicode line separators) as escapes."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """Control characters (C0, DEL, C1, Unicode line separators) as escapes.
+    Made by hand, not by the unicode_escape codec: its first use imports a
+    module, which fails when the process is out of file descriptors, the
+    moment a log line matters most."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    named = {0x09: "\\t", 0x0a: "\\n", 0x0d: "\\r"}.get(code)
+    return named or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 class SafeFormatter(logging.Formatter):

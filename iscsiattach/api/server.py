@@ -52,6 +52,9 @@ def bind(listen: str, port: int) -> socket.socket:
     return sock
 
 
+ACCEPT_BATCH = 16
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn's server on our socket, with our protocols and no signal
     handlers of its own (the daemon owns SIGTERM)."""
@@ -81,8 +84,13 @@ class _Uvicorn(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         await self.lifespan.startup()
         loop = asyncio.get_running_loop()
+        # asyncio accepts up to ``backlog`` connections in one go, before any
+        # protocol (and so the cap) sees them: 1,500 waiting clients would
+        # fill the FD table at once. A small batch lets the cap act between
+        # batches; the kernel's queue stays long (listen again below).
         server = await loop.create_server(self._protocol, sock=self.sock,
-                                          backlog=socket.SOMAXCONN)
+                                          backlog=ACCEPT_BATCH)
+        self.sock.listen(socket.SOMAXCONN)
         self.servers = [server]
         self.started = True
 
