@@ -79,7 +79,19 @@ def _run_server(server: str, names: list[str], scale, out: Path, meta: dict) -> 
     return results
 
 
+def render(paths: list[str]) -> int:
+    """Markdown tables from saved results (what docs/reliability.md shows)."""
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        print(f"{data.get('server', 'ours')} ({data['scale']} scale, commit "
+              f"{(data.get('commit') or '?')[:10]}):\n")
+        print(dos.table(data["results"], markdown=True) + "\n")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--render"]:
+        return render(sys.argv[2:])
     ap = argparse.ArgumentParser(prog="tools/dos-suite")
     ap.add_argument("--quick", action="store_true", help="the CI scale (test_dos.py)")
     ap.add_argument("--only", help="comma-separated scenario names")

@@ -14,9 +14,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import best_match
-
 from iscsiattach.api import microversion as mv
 from iscsiattach.exception import InvalidInput
 
@@ -117,11 +114,18 @@ def many(key: str, schema: dict) -> dict:
 
 
 # -- validation -------------------------------------------------------------------
-# JSON Schema 2020-12 counts 1.0 as an integer; a size of 1.0 is not one.
-_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
-Validator = validators.extend(Draft202012Validator, type_checker=_TYPES)
 _VALIDATORS: dict[int, Any] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    """Draft 2020-12, except that 1.0 is no integer (a size of 1.0 is not one).
+    jsonschema is imported on the first request, not at start: it reads its
+    metaschemas from disk, and a restore after a reboot should not wait."""
+    from jsonschema import Draft202012Validator, validators
+    types = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return validators.extend(Draft202012Validator, type_checker=types)
 
 
 def _validator(schema: dict) -> Any:
@@ -131,7 +135,7 @@ def _validator(schema: dict) -> Any:
     if found is None or found.schema is not schema:
         if len(_VALIDATORS) > 256:
             _VALIDATORS.clear()
-        found = _VALIDATORS[id(schema)] = Validator(schema)
+        found = _VALIDATORS[id(schema)] = _validator_class()(schema)
     return found
 
 
@@ -162,6 +166,7 @@ def validate_query(schemas: dict[str, dict], query: dict[str, list[str]]) -> Non
 
 
 def _check(schema: dict, value: Any, what: str) -> None:
+    from jsonschema.exceptions import best_match
     error = best_match(_validator(schema).iter_errors(value))
     if error is None:
         return

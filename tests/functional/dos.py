@@ -926,12 +926,23 @@ def _ms(v) -> str:
     return "-" if v is None else ("inf" if math.isinf(v) else f"{v * 1000:.0f}")
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], markdown: bool = False) -> str:
     """scenario, baseline p50, loaded p50, ratio, auth ok/total, RSS delta,
-    FD after, log lines/s, verdict; p50s in ms as fresh/keep-alive."""
+    FD after, log lines/s, verdict; p50s in ms as fresh/keep-alive. As
+    aligned text, or as a Markdown table (docs are rendered from the JSON)."""
+    rows = _rows(results)
+    if markdown:
+        lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+        return "\n".join([lines[0], "|" + "---|" * len(rows[0])] + lines[1:])
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def _rows(results: list[dict[str, Any]]) -> list[tuple]:
     head = ("scenario", "base p50 ms f/ka", "loaded p50 ms f/ka", "ratio", "auth ok",
             "RSS +MiB", "FD after (base)", "log/s", "verdict")
-    rows = [head]
+    rows: list[tuple] = [head]
     for r in results:
         if "loaded" not in r:
             g = r["goals"]
@@ -950,9 +961,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['fd_after']} ({r['fd_base']})",
             f"{r['log_attack_per_s']:.1f}",
             _verdict(r)))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in rows)
+    return rows
 
 
 def _verdict(r: dict[str, Any]) -> str:
