@@ -35,7 +35,7 @@ from starlette.routing import Match, Route
 from iscsiattach.api import microversion as mv
 from iscsiattach.api import schemas
 from iscsiattach.api.auth import noauth_identity, token_matches
-from iscsiattach.api.faults import HttpError, to_fault
+from iscsiattach.api.faults import HttpError, fault_body, to_fault
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.logsafe import RefusalLimiter
 from iscsiattach.exception import InvalidInput
@@ -91,6 +91,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
     body: Any = None                    # the JSON body, once validated
+    authenticated: bool = False         # the token was checked and matched
 
     def json(self) -> Any:
         return self.body
@@ -149,6 +150,34 @@ class WorkerPool:
                 self.executor, ctx.run, fn, *args)
         finally:
             self.in_flight -= 1
+
+
+MAX_UNAUTHENTICATED_WAIT = 5.0
+
+
+class Pacer:
+    """Spaces events ``1/rate`` apart, bursts of ``rate`` allowed (GCRA).
+
+    ``reserve`` says how long the caller must wait for its turn, or None
+    when the queue is already ``max_wait`` long. ``rate`` 0: no pacing.
+    """
+
+    def __init__(self, rate: float, max_wait: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.burst = max(1.0, rate) * self.interval
+        self.max_wait = max_wait
+        self.tat = 0.0                   # theoretical arrival time of the next event
+
+    def reserve(self) -> float | None:
+        if not self.interval:
+            return 0.0
+        now = time.monotonic()
+        tat = max(now, self.tat)
+        delay = tat - now - self.burst + self.interval
+        if delay > self.max_wait:
+            return None
+        self.tat = tat + self.interval
+        return max(0.0, delay)
 
 
 class Cached:
@@ -210,6 +239,7 @@ class Application:
         self.public_pool = WorkerPool(1, 32, "api-public")
         self.cache = {op.name: Cached(op.cache_seconds) for op in operations if op.cache_seconds}
         self.refusals = RefusalLimiter(self.limits.refused_log_rate, logger=LOG)
+        self.unauthenticated = Pacer(self.limits.unauthenticated_rate, MAX_UNAUTHENTICATED_WAIT)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -219,6 +249,8 @@ class Application:
         token = REQUEST_ID.set(req.request_id)
         try:
             kind, resp = await self._answer(scope, receive, req)
+            if not req.authenticated:
+                resp = await self._unauthenticated(resp)
             elapsed = time.monotonic() - started
             resp.headers += mv.response_headers(req.version)
             resp.headers.append(("x-openstack-request-id", req.request_id))
@@ -286,6 +318,7 @@ class Application:
             schemas.validate_query(op.query, req.query)
             return await self._public(op, req)
         self.auth.check(req)
+        req.authenticated = True
         req.version = mv.negotiate(req.headers)
         if req.version < op.min_version:
             raise HttpError(404, "The resource could not be found.")
@@ -318,11 +351,32 @@ class Application:
         except asyncio.TimeoutError:
             raise HttpError(408, "The request body did not arrive in time.") from None
 
+    async def _unauthenticated(self, resp: Response) -> Response:
+        """Answers to anyone without the token (probes, refusals) leave at
+        most ``unauthenticated_rate`` a second, all clients together: a
+        flood of them cannot take the CPU the operations need. Over
+        ``MAX_UNAUTHENTICATED_WAIT`` of queue, a 429 at once, and the
+        connection closed."""
+        delay = self.unauthenticated.reserve()
+        if delay is None:
+            return Response(429, fault_body(429, "Too many requests without a valid "
+                                                 "token; try again later."),
+                            [("Retry-After", "1"), ("Connection", "close")])
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return resp
+
     def _log(self, kind: str, req: Request, status: int, elapsed: float) -> None:
         if 400 <= status < 500 and not self.refusals.allow():
             return
         if status < 400:
             self.refusals.flush()
+        if not req.authenticated and status < 400:
+            # Probes and scrapers: a line each would let a flood of them
+            # write the journal full.
+            LOG.debug("%s %s %s -> %d in %.3fs", kind, req.method[:16], req.path[:512],
+                      status, elapsed)
+            return
         # One line per operation; ids are in the path, secrets never are. The
         # formatter escapes control characters (the path is the client's).
         LOG.info("%s %s %s -> %d in %.3fs", kind, req.method[:16], req.path[:512],

@@ -78,6 +78,11 @@ LIMIT_OPTS = [
                help="Most TLS handshakes under way at once (each holds an SSL object "
                     "and its buffers); beyond it the oldest is closed. A connection "
                     "that has sent nothing yet holds none."),
+    cfg.FloatOpt("unauthenticated_rate", default=50.0, min=0.0, max=100000,
+                 help="Answers per second, all clients together, to requests without a "
+                      "valid token (probes of /healthz and /metrics, refusals); the rest "
+                      "wait their turn (at most 5 s, else 429). Requests with the token "
+                      "are never paced. 0: no pacing."),
     cfg.FloatOpt("refused_log_rate", default=10.0, min=0.0, max=10000,
                  help="Log lines per second for refused requests (4xx); the rest are "
                       "counted and summed up in one line, so a flood cannot drown the "

@@ -321,3 +321,38 @@ def test_health_before_ready_is_json_503(services):
         reply = exchange(srv.server_port, request("/healthz", token=None))
     assert status(reply) == 503 and fault(reply)["ready"] is False
     assert fault(reply)["auth_strategy"] == "token"
+
+
+def test_unauthenticated_answers_are_paced_and_the_token_holders_are_not(services):
+    """60 bad-token requests at once against unauthenticated_rate = 20: their
+    answers spread over about 2 s; a request with the token meanwhile is
+    answered at once."""
+    limits = Limits(unauthenticated_rate=20.0, refused_log_rate=5.0)
+    with serving(services, limits) as srv:
+        started = time.monotonic()
+        replies: list[bytes] = []
+        threads = [threading.Thread(target=lambda: replies.append(exchange(
+            srv.server_port, request("/v3/volumes", token="bad-token-0123456789abc"))))
+            for _ in range(60)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert volumes_ok(srv.server_port)
+        authenticated = time.monotonic() - t0
+        for t in threads:
+            t.join()
+        spread = time.monotonic() - started
+    assert sorted({status(r) for r in replies}) == [401]
+    assert spread >= 1.5, spread              # (60 - 20 burst) / 20 per s = 2 s
+    assert authenticated < spread / 2, (authenticated, spread)
+
+
+def test_the_pacer_refuses_past_its_longest_wait():
+    from iscsiattach.api.app import Pacer
+    pacer = Pacer(rate=10.0, max_wait=1.0)
+    delays = [pacer.reserve() for _ in range(40)]
+    assert delays[:10] == [0.0] * 10          # the burst
+    assert all(d is not None and 0 < d <= 1.0 for d in delays[10:20])
+    assert None in delays[20:]                 # over a second of queue: refused
+    assert Pacer(rate=0, max_wait=1.0).reserve() == 0.0
