@@ -16,9 +16,9 @@ from iscsiattach.exception import InvalidInput, NotAcceptable
 SERVICE = "volume"
 HEADER = "OpenStack-API-Version"
 LEGACY_HEADER = "OpenStack-Volume-microversion"
-# ASCII digits only (\d also takes "٣"); a part longer than 9 digits is out
-# of any range (and int() refuses numbers of over 4,300 digits).
-_VERSION = re.compile(r"([1-9][0-9]*)\.(0|[1-9][0-9]*)")
+# ASCII digits only (\d also takes "٣"), at most 100 per part: int() refuses
+# numbers of over 4,300 digits, and no version needs more than a few.
+_VERSION = re.compile(r"([1-9][0-9]{0,99})\.(0|[1-9][0-9]{0,99})")
 _MAX_DIGITS = 9
 
 
