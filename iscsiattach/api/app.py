@@ -355,13 +355,13 @@ class Application:
         """Answers to anyone without the token (probes, refusals) leave at
         most ``unauthenticated_rate`` a second, all clients together: a
         flood of them cannot take the CPU the operations need. Over
-        ``MAX_UNAUTHENTICATED_WAIT`` of queue, a 429 at once, and the
-        connection closed."""
+        ``MAX_UNAUTHENTICATED_WAIT`` of queue, a 429 at once (the connection
+        kept: a client made to reconnect costs a TLS handshake)."""
         delay = self.unauthenticated.reserve()
         if delay is None:
             return Response(429, fault_body(429, "Too many requests without a valid "
                                                  "token; try again later."),
-                            [("Retry-After", "1"), ("Connection", "close")])
+                            [("Retry-After", "1")])
         if delay > 0:
             await asyncio.sleep(delay)
         return resp

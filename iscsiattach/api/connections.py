@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from asyncio import sslproto
 from collections import OrderedDict
 from collections.abc import Callable
@@ -176,9 +177,71 @@ class GuardedH11Protocol(H11Protocol):
 
 
 class _TlsLayer(sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB:
-    ample for a 64 KiB body, and a thousand connections cost 32 MiB, not 256."""
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB
+    (ample for a 64 KiB body: a thousand connections cost 32 MiB, not 256),
+    and the time the client last sent something."""
     max_size = 32 * 1024
+    last_input = 0.0
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_input = time.monotonic()
+        super().buffer_updated(nbytes)
+
+
+class HandshakeSlots:
+    """At most ``size`` TLS handshakes at once; the others wait their turn in
+    arrival order. A handshake is never cut for being slow (a burst of
+    clients on a slow machine would then never finish one), only for a
+    client that has kept silent for ``patience`` seconds while others wait:
+    the server answers each flight as it arrives, so a silent handshake is
+    the client's doing."""
+
+    def __init__(self, size: int, patience: float = 2.0) -> None:
+        self.size, self.patience = size, patience
+        self.running = 0
+        self.cut = 0
+        self._waiting: OrderedDict[object, Callable[[], None]] = OrderedDict()
+        self._under_way: dict[object, tuple[_TlsLayer, Callable[[], None]]] = {}
+        self._check: asyncio.TimerHandle | None = None
+
+    def request(self, key: object, start: Callable[[], None]) -> None:
+        if self.running < self.size:
+            self.running += 1
+            start()
+            return
+        self._waiting[key] = start
+        if self._check is None:
+            self._cut_a_silent_one()
+
+    def started(self, key: object, layer: _TlsLayer, abort: Callable[[], None]) -> None:
+        self._under_way[key] = (layer, abort)
+
+    def cancel(self, key: object) -> None:
+        self._waiting.pop(key, None)
+        self._under_way.pop(key, None)
+
+    def _cut_a_silent_one(self) -> None:
+        """While someone waits: cut the handshake silent longest, once silent
+        past ``patience``; else look again when the first one will be."""
+        self._check = None
+        if not self._waiting or not self._under_way:
+            return
+        key, (layer, abort) = min(self._under_way.items(), key=lambda kv: kv[1][0].last_input)
+        silent = time.monotonic() - layer.last_input
+        if silent > self.patience:
+            del self._under_way[key]
+            self.cut += 1
+            abort()                       # its end frees the slot for the next one
+            silent = 0.0
+        self._check = asyncio.get_running_loop().call_later(
+            max(0.05, self.patience - silent), self._cut_a_silent_one)
+
+    def done(self) -> None:
+        self.running -= 1
+        while self._waiting and self.running < self.size:
+            _, start = self._waiting.popitem(last=False)
+            self.running += 1
+            start()
 
 
 class TlsFront(asyncio.Protocol):
@@ -187,54 +250,66 @@ class TlsFront(asyncio.Protocol):
     asyncio's server-side TLS would build the TLS layer (buffers, an SSL
     object) at accept, and hand the connection to the protocol only after
     the handshake, out of the cap's sight. Here the raw connection counts
-    (and can be evicted) from its accept on, costs no TLS state until the
-    client sends its first byte, and at most ``handshakes.max_connections``
-    handshakes are under way at once (the oldest evicted beyond).
+    (and can be evicted while it waits) from its accept on, costs no TLS
+    state until the client sends its first byte, and at most
+    ``slots.size`` handshakes run at once, the others waiting their turn.
+    The whole handshake, waiting included, has ``handshake_timeout`` from
+    the accept.
     """
 
     def __init__(self, context: ssl.SSLContext, handshake_timeout: float,
-                 limiter: ConnectionLimiter, handshakes: ConnectionLimiter,
+                 limiter: ConnectionLimiter, slots: HandshakeSlots,
                  make_http: Callable[[], asyncio.Protocol]) -> None:
         self.context, self.timeout = context, handshake_timeout
-        self.limiter, self.handshakes, self.make_http = limiter, handshakes, make_http
+        self.limiter, self.slots, self.make_http = limiter, slots, make_http
         self.transport: asyncio.Transport | None = None
-        self._counted: list[ConnectionLimiter] = []
+        self._counted = False
+        self._first: list[bytes] = []
+        self._slot = False
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if self._count(self.limiter, transport):
-            # From the accept, silent or not: the handshake's own deadline.
-            self._deadline = asyncio.get_running_loop().call_later(
-                self.timeout, transport.abort)
+        self._counted = True
+        if not self.limiter.opened(self, transport.abort):
+            self._release()
+            transport.abort()
+            return
+        self._deadline = asyncio.get_running_loop().call_later(self.timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
-        """The client's first bytes (its ClientHello): start TLS with them."""
+        """The client's first bytes (its ClientHello): TLS starts with them
+        once a handshake slot is free; until then nothing more is read."""
+        self._first.append(data)
+        if len(self._first) == 1:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.slots.request(self, self._start_tls)
+
+    def _start_tls(self) -> None:
+        self._slot = True
         transport = self.transport
         assert transport is not None
-        if not self._count(self.handshakes, transport):
+        if transport.is_closing():
+            self._release()
             return
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         waiter.add_done_callback(self._handshake_over)
         tls = _TlsLayer(loop, self.make_http(), self.context, waiter, server_side=True,
                         ssl_handshake_timeout=self.timeout, call_connection_made=True)
+        self.slots.started(self, tls, transport.abort)
         transport.set_protocol(tls)
         tls.connection_made(transport)
-        _feed(tls, data)
+        _feed(tls, b"".join(self._first))
+        self._first = []
+        transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Reached only if the client left before sending a byte.
+        # Reached only before the TLS layer took the transport over.
+        self.slots.cancel(self)
         self._release()
-
-    def _count(self, limiter: ConnectionLimiter, transport: asyncio.Transport) -> bool:
-        self._counted.append(limiter)
-        if limiter.opened(self, transport.abort):
-            return True
-        self._release()
-        transport.abort()
-        return False
 
     def _handshake_over(self, waiter: asyncio.Future) -> None:
         # Done, failed, timed out or evicted: from here on the HTTP protocol
@@ -247,8 +322,13 @@ class TlsFront(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        while self._counted:
-            self._counted.pop().closed(self)
+        if self._slot:
+            self._slot = False
+            self.slots.cancel(self)
+            self.slots.done()
+        if self._counted:
+            self._counted = False
+            self.limiter.closed(self)
 
 
 def _feed(tls: sslproto.SSLProtocol, data: bytes) -> None:

@@ -25,7 +25,7 @@ class Limits:
     tls_handshake_timeout: float = 10.0
     max_tls_handshakes: int = 128
     refused_log_rate: float = 10.0
-    unauthenticated_rate: float = 50.0
+    unauthenticated_rate: float = 20.0
 
     @classmethod
     def from_conf(cls, api_conf) -> "Limits":

@@ -76,9 +76,10 @@ LIMIT_OPTS = [
                  help="Seconds a client has to complete the TLS handshake."),
     cfg.IntOpt("max_tls_handshakes", default=128, min=1, max=100000,
                help="Most TLS handshakes under way at once (each holds an SSL object "
-                    "and its buffers); beyond it the oldest is closed. A connection "
-                    "that has sent nothing yet holds none."),
-    cfg.FloatOpt("unauthenticated_rate", default=50.0, min=0.0, max=100000,
+                    "and its buffers); the others wait their turn, unread, within "
+                    "tls_handshake_timeout. A connection that has sent nothing yet "
+                    "holds none."),
+    cfg.FloatOpt("unauthenticated_rate", default=20.0, min=0.0, max=100000,
                  help="Answers per second, all clients together, to requests without a "
                       "valid token (probes of /healthz and /metrics, refusals); the rest "
                       "wait their turn (at most 5 s, else 429). Requests with the token "

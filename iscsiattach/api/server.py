@@ -18,7 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from iscsiattach.api.connections import ConnectionLimiter, GuardedH11Protocol, TlsFront
+from iscsiattach.api.connections import (ConnectionLimiter, GuardedH11Protocol, HandshakeSlots,
+                                         TlsFront)
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.listen import UnixListen, parse_listen, prepare_unix_socket
 
@@ -64,7 +65,7 @@ class _Uvicorn(uvicorn.Server):
         super().__init__(config)
         self.sock, self.tls, self.limits = sock, tls, limits
         self.limiter = ConnectionLimiter(limits.max_connections)
-        self.handshakes = ConnectionLimiter(limits.max_tls_handshakes)
+        self.handshakes = HandshakeSlots(limits.max_tls_handshakes)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
