@@ -23,8 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,6 +37,7 @@ from iscsiattach.api.auth import noauth_identity, token_matches
 from iscsiattach.api.faults import HttpError, fault_body, to_fault
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.logsafe import RefusalLimiter
+from iscsiattach.api.waiting import MAX_UNAUTHENTICATED_WAIT, Cached, Pacer, WorkerPool
 from iscsiattach.exception import InvalidInput
 from iscsiattach.secret import Secret
 
@@ -129,79 +129,6 @@ class Operation:
     public: bool = False                # no token, no microversion: probes, scrapers
     inline: bool = False                # cheap and non-blocking: run in the event loop
     cache_seconds: float = 0.0          # a public answer shared for this long
-
-
-class WorkerPool:
-    """Blocking calls in at most ``workers`` threads, at most ``max_queued``
-    waiting: beyond that a 503 at once, never an unbounded queue."""
-
-    def __init__(self, workers: int, max_queued: int, name: str) -> None:
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        self.capacity = workers + max_queued
-        self.in_flight = 0
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.in_flight >= self.capacity:
-            raise HttpError(503, "The service is busy; try again later.")
-        self.in_flight += 1
-        try:
-            ctx = contextvars.copy_context()        # the request id goes along
-            return await asyncio.get_running_loop().run_in_executor(
-                self.executor, ctx.run, fn, *args)
-        finally:
-            self.in_flight -= 1
-
-
-MAX_UNAUTHENTICATED_WAIT = 5.0
-
-
-class Pacer:
-    """Spaces events ``1/rate`` apart, bursts of ``rate`` allowed (GCRA).
-
-    ``reserve`` says how long the caller must wait for its turn, or None
-    when the queue is already ``max_wait`` long. ``rate`` 0: no pacing.
-    """
-
-    def __init__(self, rate: float, max_wait: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.burst = max(1.0, rate) * self.interval
-        self.max_wait = max_wait
-        self.tat = 0.0                   # theoretical arrival time of the next event
-
-    def reserve(self) -> float | None:
-        if not self.interval:
-            return 0.0
-        now = time.monotonic()
-        tat = max(now, self.tat)
-        delay = tat - now - self.burst + self.interval
-        if delay > self.max_wait:
-            return None
-        self.tat = tat + self.interval
-        return max(0.0, delay)
-
-
-class Cached:
-    """A public answer computed at most once per ``seconds``; concurrent
-    callers share one computation (300 scrapers cost one store read)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.value: Response | None = None
-        self.at = 0.0
-        self.pending: asyncio.Future | None = None
-
-    async def get(self, compute: Callable[[], Awaitable[Response]]) -> Response:
-        if self.value is not None and time.monotonic() - self.at < self.seconds:
-            return self.value
-        if self.pending is None:
-            self.pending = asyncio.ensure_future(compute())
-            self.pending.add_done_callback(self._done)
-        return await asyncio.shield(self.pending)
-
-    def _done(self, fut: asyncio.Future) -> None:
-        self.pending = None
-        if not fut.cancelled() and fut.exception() is None:
-            self.value, self.at = fut.result(), time.monotonic()
 
 
 class Auth:

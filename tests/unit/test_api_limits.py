@@ -353,7 +353,7 @@ def test_unauthenticated_answers_are_paced_and_the_token_holders_are_not(service
 
 
 def test_the_pacer_refuses_past_its_longest_wait():
-    from iscsiattach.api.app import Pacer
+    from iscsiattach.api.waiting import Pacer
     pacer = Pacer(rate=10.0, max_wait=1.0)
     delays = [pacer.reserve() for _ in range(40)]
     assert delays[:10] == [0.0] * 10          # the burst
