@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -37,7 +38,8 @@ from iscsiattach.api.auth import noauth_identity, token_matches
 from iscsiattach.api.faults import HttpError, fault_body, to_fault
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.logsafe import RefusalLimiter
-from iscsiattach.api.waiting import MAX_UNAUTHENTICATED_WAIT, Cached, Pacer, WorkerPool
+from iscsiattach.api.waiting import (MAX_REFUSAL_HOLD, MAX_UNAUTHENTICATED_WAIT, Cached, Pacer,
+                                     RefusalHolds, WorkerPool)
 from iscsiattach.exception import InvalidInput
 from iscsiattach.secret import Secret
 
@@ -167,6 +169,7 @@ class Application:
         self.cache = {op.name: Cached(op.cache_seconds) for op in operations if op.cache_seconds}
         self.refusals = RefusalLimiter(self.limits.refused_log_rate, logger=LOG)
         self.unauthenticated = Pacer(self.limits.unauthenticated_rate, MAX_UNAUTHENTICATED_WAIT)
+        self.holds = RefusalHolds(MAX_UNAUTHENTICATED_WAIT, MAX_REFUSAL_HOLD)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -177,7 +180,7 @@ class Application:
         try:
             kind, resp = await self._answer(scope, receive, req)
             if not req.authenticated:
-                resp = await self._unauthenticated(resp)
+                resp = await self._unauthenticated(resp, scope.get("client"))
             elapsed = time.monotonic() - started
             resp.headers += mv.response_headers(req.version)
             resp.headers.append(("x-openstack-request-id", req.request_id))
@@ -278,17 +281,21 @@ class Application:
         except asyncio.TimeoutError:
             raise HttpError(408, "The request body did not arrive in time.") from None
 
-    async def _unauthenticated(self, resp: Response) -> Response:
+    async def _unauthenticated(self, resp: Response, peer: Any) -> Response:
         """Answers to anyone without the token (probes, refusals) leave at
         most ``unauthenticated_rate`` a second, all clients together: a
         flood of them cannot take the CPU the operations need. Over
-        ``MAX_UNAUTHENTICATED_WAIT`` of queue, a 429 at once (the connection
-        kept: a client made to reconnect costs a TLS handshake)."""
+        ``MAX_UNAUTHENTICATED_WAIT`` of queue, a 429, itself held (longer
+        each time the same connection is refused again): the connection is
+        kept, as a client made to reconnect costs a TLS handshake."""
         delay = self.unauthenticated.reserve()
         if delay is None:
+            hold = self.holds.refused(peer)
+            await asyncio.sleep(hold)
             return Response(429, fault_body(429, "Too many requests without a valid "
                                                  "token; try again later."),
-                            [("Retry-After", "1")])
+                            [("Retry-After", str(math.ceil(hold)))])
+        self.holds.served(peer)
         if delay > 0:
             await asyncio.sleep(delay)
         return resp

@@ -82,8 +82,9 @@ LIMIT_OPTS = [
     cfg.FloatOpt("unauthenticated_rate", default=20.0, min=0.0, max=100000,
                  help="Answers per second, all clients together, to requests without a "
                       "valid token (probes of /healthz and /metrics, refusals); the rest "
-                      "wait their turn (at most 5 s, else 429). Requests with the token "
-                      "are never paced. 0: no pacing."),
+                      "wait their turn. Past 5 s of queue the answer is a 429, itself "
+                      "held 5 s, doubled for each further 429 on the same connection up "
+                      "to 60 s. Requests with the token are never paced. 0: no pacing."),
     cfg.FloatOpt("refused_log_rate", default=10.0, min=0.0, max=10000,
                  help="Log lines per second for refused requests (4xx); the rest are "
                       "counted and summed up in one line, so a flood cannot drown the "

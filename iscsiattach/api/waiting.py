@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,7 +35,8 @@ class WorkerPool:
             self.in_flight -= 1
 
 
-MAX_UNAUTHENTICATED_WAIT = 5.0
+MAX_UNAUTHENTICATED_WAIT = 5.0     # longest queue for a paced answer; first 429 hold
+MAX_REFUSAL_HOLD = 60.0            # longest a repeatedly refused connection waits
 
 
 class Pacer:
@@ -60,6 +62,35 @@ class Pacer:
             return None
         self.tat = tat + self.interval
         return max(0.0, delay)
+
+
+class RefusalHolds:
+    """How long a client past the pacing queue waits for its 429.
+
+    An answer sent at once is an invitation to ask again at once: 300
+    clients that ignore Retry-After would keep the event loop busy with
+    refusals alone. So a refusal is held ``base`` seconds, doubled for
+    each further refusal on the same connection (its peer address and
+    port) up to ``ceiling``; a turn served resets it. A connection can then
+    cost at most one refusal per ``ceiling`` seconds once it has been told
+    often enough. At most ``size`` connections are remembered (the oldest
+    forgotten first), so memory stays bounded whatever the peers.
+    """
+
+    def __init__(self, base: float, ceiling: float, size: int = 4096) -> None:
+        self.base, self.ceiling, self.size = base, ceiling, size
+        self._held: OrderedDict[Any, float] = OrderedDict()
+
+    def refused(self, peer: Any) -> float:
+        """The hold for this refusal of ``peer``; the next one will be longer."""
+        hold = self._held.pop(peer, self.base)
+        self._held[peer] = min(hold * 2, self.ceiling)
+        while len(self._held) > self.size:
+            self._held.popitem(last=False)
+        return hold
+
+    def served(self, peer: Any) -> None:
+        self._held.pop(peer, None)
 
 
 class Cached:

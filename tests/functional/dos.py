@@ -217,6 +217,31 @@ def proc_sample(pid: int | None) -> tuple[int, int] | None:
         return None
 
 
+def fd_kinds(pid: int | None) -> dict[str, int]:
+    """What ``pid``'s open FDs are: socket, pipe, anon_inode:..., or file."""
+    kinds: Counter = Counter()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            kinds[link.split(":", 1)[0] if not link.startswith("/") else "file"] += 1
+    except OSError:
+        pass
+    return dict(kinds)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time ``pid`` has used, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, TypeError):
+        return None
+
+
 class Watch:
     """Samples the daemon's RSS and FDs every SAMPLE_S in the event loop."""
 
@@ -399,10 +424,14 @@ class Attack:
         self.ctx = attacker_context() if tls else None
         self.tasks: list[asyncio.Task] = []
         self.writers: set[asyncio.StreamWriter] = set()
+        self.stopping = False
+
+    def _over(self) -> bool:
+        return self.stopping or self.done()
 
     async def _slot(self, i: int) -> None:
         st = self.stats
-        while not self.done():
+        while not self._over():
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(
                     self.target.host, self.target.port, ssl=self.ctx,
@@ -411,6 +440,11 @@ class Attack:
                 st.connect_failures[type(exc).__name__] += 1
                 await asyncio.sleep(self.reconnect or 0.1)
                 continue
+            if self.stopping:
+                # wait_for can swallow a cancel that raced the connect's
+                # completion: this connection must not outlive stop().
+                writer.transport.abort()
+                return
             st.connects += 1
             st.connected.add(i)
             st.open_now += 1
@@ -425,7 +459,7 @@ class Attack:
                 st.open_now -= 1
                 self.writers.discard(writer)
                 writer.transport.abort()
-            if self.done():
+            if self._over():
                 break
             st.server_closes += 1
             if self.reconnect:
@@ -447,19 +481,24 @@ class Attack:
         cancelled. A task that does not end within 10 s (seen with asyncio's
         SSL transport aborted during a large write) is left behind, its
         socket already shut down; how many is in stats.stuck_tasks."""
+        self.stopping = True
+        self._abort_all()
+        for t in self.tasks:
+            t.cancel()
+        _, pending = await asyncio.wait(self.tasks, timeout=10) if self.tasks else ((), ())
+        self._abort_all()        # any a cancel-swallowing connect still opened
+        self.stats.stuck_tasks = len(pending)
+        for t in list(pending)[:3]:
+            trace("stuck attack task: " + " | ".join(
+                f"{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack()))
+
+    def _abort_all(self) -> None:
         for w in list(self.writers):
             try:
                 w.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
             except (OSError, AttributeError):
                 pass
             w.transport.abort()
-        for t in self.tasks:
-            t.cancel()
-        _, pending = await asyncio.wait(self.tasks, timeout=10) if self.tasks else ((), ())
-        self.stats.stuck_tasks = len(pending)
-        for t in list(pending)[:3]:
-            trace("stuck attack task: " + " | ".join(
-                f"{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack()))
 
     async def finished(self) -> None:
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -518,7 +557,8 @@ def healthz_body(pause: float):
     req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
     async def body(i, reader, writer, st) -> None:
-        """GET /healthz, no token, again after ``pause`` (keep-alive where
+        """GET /healthz, no token, first within ``pause``, then again as
+        soon as each answer arrives, Retry-After ignored (keep-alive where
         the server keeps the connection)."""
         await asyncio.sleep(random.random() * pause)
         while not writer.transport.is_closing():
@@ -635,8 +675,9 @@ def scenarios(scale: Scale) -> list[Scenario]:
                  "then stalling",
                  lambda t, s: Attack(t, s.big, True, big_headers_body(s.big_bytes))),
         Scenario(f"healthz-{scale.healthz}",
-                 f"{scale.healthz} TLS clients each sending GET /healthz (no token), again "
-                 f"{scale.healthz_pause:g} s after each answer",
+                 f"{scale.healthz} TLS clients each sending GET /healthz (no token), "
+                 f"starting within {scale.healthz_pause:g} s, again as soon as each "
+                 f"answer arrives",
                  lambda t, s: Attack(t, s.healthz, True, healthz_body(s.healthz_pause))),
         Scenario(f"bad-token-{scale.burst}",
                  f"{scale.burst} requests with a bad token, back to back on "
@@ -670,6 +711,7 @@ async def _run_attack(target: Target, scale: Scale, sc: Scenario) -> dict[str, A
     watch.start()
     log_start = log_size(target.log_path)
     attack = sc.make(target, scale)
+    cpu_start = cpu_seconds(target.pid_of())
     t_start = time.monotonic()
     await attack.start()
     trace(f"{sc.name}: attack started")
@@ -687,6 +729,7 @@ async def _run_attack(target: Target, scale: Scale, sc: Scenario) -> dict[str, A
     trace(f"{sc.name}: stopping the client")
     await _wait(lambda: not prober.is_alive(), scale.probe_timeout * 4 + 30, 0.1)
     trace(f"{sc.name}: attackers leave: {attack.stats.json()}")
+    cpu_end = cpu_seconds(target.pid_of())
     await attack.stop()
     t_left = time.monotonic()
     trace(f"{sc.name}: attackers gone")
@@ -694,9 +737,12 @@ async def _run_attack(target: Target, scale: Scale, sc: Scenario) -> dict[str, A
 
     # Recovery: the FD count must come back within FD_WITHIN_S.
     fd_back_s = None
+    fd_series: list[tuple[float, int]] = []
     while True:
         now = time.monotonic()
         s = proc_sample(target.pid_of())
+        if s is not None:
+            fd_series.append((round(now - t_left, 2), s[1]))
         if s is not None and fd_back_s is None and s[1] <= base[1] + FD_SLACK:
             fd_back_s = now - t_left
         if now - t_left >= scale.recovery_s or (fd_back_s is not None
@@ -704,6 +750,7 @@ async def _run_attack(target: Target, scale: Scale, sc: Scenario) -> dict[str, A
             break
         await asyncio.sleep(SAMPLE_S)
     after = proc_sample(target.pid_of())
+    kinds_after = fd_kinds(target.pid_of())
     await watch.stop()
     trace(f"{sc.name}: recovery watched, fd back after {fd_back_s} s")
 
@@ -731,6 +778,10 @@ async def _run_attack(target: Target, scale: Scale, sc: Scenario) -> dict[str, A
         "rss_base_kib": base[0], "rss_max_kib": rss_max, "rss_after_kib": after and after[0],
         "fd_base": base[1], "fd_peak": fd_peak, "fd_after": after and after[1],
         "fd_back_seconds": None if fd_back_s is None else round(fd_back_s, 2),
+        "fd_stayed_back": bool(after) and after[1] <= base[1] + FD_SLACK,
+        "fd_recovery": fd_series[::5], "fd_kinds_after": kinds_after,
+        "daemon_cpu_share": (None if cpu_start is None or cpu_end is None
+                             else round((cpu_end - cpu_start) / max(t_left - t_start, 0.1), 2)),
         "log_lines": len(lines), "log_attack_lines": caused,
         "log_attack_per_s": round(caused / max(attack_s, 1.0), 2),
         "log_bad": bad_lines(lines),
@@ -756,7 +807,8 @@ def judge(r: dict[str, Any], sc: Scenario | None) -> dict[str, Any]:
     r["rss_delta_mib"] = round(delta, 1)
     goals["rss"] = (delta <= RSS_MAX_MIB, round(delta, 1))
     fb = r["fd_back_seconds"]
-    goals["fd_back"] = (fb is not None and fb <= FD_WITHIN_S, r["fd_after"])
+    goals["fd_back"] = (fb is not None and fb <= FD_WITHIN_S and r.get("fd_stayed_back", True),
+                        f"{r['fd_after']} (base {r['fd_base']})")
     goals["log_format"] = (not r["log_bad"], len(r["log_bad"]))
     goals["log_rate"] = (r["log_attack_per_s"] <= LOG_RATE_MAX, r["log_attack_per_s"])
     goals["alive"] = (r["alive"], r["alive"])

@@ -32,22 +32,7 @@ def target(tmp_path_factory):
     print("\n" + dos.table(RESULTS))
 
 
-# A goal not met yet, stated as such (strict: a pass fails the run, so the
-# mark goes when the goal is met). docs/reliability.md shows the figures.
-UNMET = {
-    "healthz-300": "issue 13, open: with 300 unauthenticated /healthz clients every "
-                   "authenticated request succeeds, but its p50 is 18-22x the unloaded "
-                   "one in the TCG guest (paced answers at 20/s did not change it); "
-                   "cause not found yet",
-}
-
-
-def _params(names: list[str]) -> list:
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=UNMET[n]))
-            if n in UNMET else n for n in names]
-
-
-@pytest.mark.parametrize("name", _params(dos.names(SCALE)))
+@pytest.mark.parametrize("name", dos.names(SCALE))
 def test_dos(target, name, results_dir):
     r = dos.run(target, name, SCALE)
     RESULTS.append(r)

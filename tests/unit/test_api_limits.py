@@ -360,3 +360,43 @@ def test_the_pacer_refuses_past_its_longest_wait():
     assert all(d is not None and 0 < d <= 1.0 for d in delays[10:20])
     assert None in delays[20:]                 # over a second of queue: refused
     assert Pacer(rate=0, max_wait=1.0).reserve() == 0.0
+
+
+def test_a_refusal_is_held_longer_each_time_the_same_connection_asks_again():
+    from iscsiattach.api.waiting import RefusalHolds
+    holds = RefusalHolds(base=5.0, ceiling=60.0, size=2)
+    assert [holds.refused("a") for _ in range(6)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert holds.refused("b") == 5.0          # another connection starts afresh
+    holds.served("a")                         # its turn came: forgiven
+    assert holds.refused("a") == 5.0
+    holds.refused("c")                        # a third peer: the oldest is forgotten
+    assert holds.refused("b") == 5.0
+
+
+def test_a_429_is_held_not_sent_at_once(services, monkeypatch):
+    """Past the pacing queue the 429 comes after the hold, with Retry-After
+    saying it; a client with the token is answered meanwhile."""
+    from iscsiattach.api import app as app_module
+    monkeypatch.setattr(app_module, "MAX_UNAUTHENTICATED_WAIT", 0.5)
+    limits = Limits(unauthenticated_rate=1.0, refused_log_rate=5.0)
+    with serving(services, limits) as srv:
+        exchange(srv.server_port, request("/v3/volumes", token="bad-token-0123456789abc"))
+        replies: list[tuple[float, bytes]] = []
+
+        def ask() -> None:
+            t0 = time.monotonic()
+            reply = exchange(srv.server_port, request("/v3/volumes", token="bad-token-0123456789abc"))
+            replies.append((time.monotonic() - t0, reply))
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        assert volumes_ok(srv.server_port)
+        for t in threads:
+            t.join()
+    refused = [(s, r) for s, r in replies if status(r) == 429]
+    assert refused, [status(r) for _, r in replies]
+    for seconds, reply in refused:
+        assert seconds >= 0.45, seconds
+        assert b"retry-after: 1" in reply.lower()
+        assert [f["code"] for f in fault(reply).values()] == [429]
