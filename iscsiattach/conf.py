@@ -15,7 +15,7 @@ from oslo_config import cfg
 from iscsiattach.api import options as api_options
 from iscsiattach.attachments import reconciler
 from iscsiattach.exception import InvalidInput
-from iscsiattach.target import options as target_options
+from iscsiattach.targets import options as target_options
 from iscsiattach.volumes import options as volume_options
 
 DEFAULT_OPTS = [

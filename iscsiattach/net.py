@@ -8,7 +8,7 @@ import re
 import socket
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.target.model import Portal
+from iscsiattach.model import Portal
 
 _IFNAME = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
 

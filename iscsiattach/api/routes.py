@@ -13,7 +13,7 @@ from iscsiattach.api.app import Application, Auth, Operation, Request, Response
 from iscsiattach.api.faults import HttpError
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
-from iscsiattach.attachments.services import Services
+from iscsiattach.attachments.wiring import Services
 from iscsiattach.exception import InvalidInput
 
 UPDATED = "2026-11-25T00:00:00Z"

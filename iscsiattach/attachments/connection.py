@@ -13,8 +13,8 @@ from typing import Any
 
 from iscsiattach.exception import InvalidInput
 from iscsiattach.secret import Secret
-from iscsiattach.target import ChapCredentials, ExportInfo
-from iscsiattach.target.model import validate_iqn
+from iscsiattach.model import ChapCredentials, ExportInfo
+from iscsiattach.model import validate_iqn
 
 MODES = ("rw", "ro")
 _USER_CHARS = string.ascii_letters + string.digits

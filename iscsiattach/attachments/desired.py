@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.attachments.state import CONNECTED
 from iscsiattach.exception import Conflict
 from iscsiattach.store import Attachment, Store, Volume
-from iscsiattach.target import (Backing, ChapCredentials, Drift, ExportSpec, Grant,
-                                Portal, TargetBackend)
+from iscsiattach.targets import Drift, TargetBackend
+from iscsiattach.model import Backing, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.volumes.base import VolumeBackend
 
 LOG = logging.getLogger(__name__)
@@ -108,16 +108,16 @@ class Converger:
         for initiator in sorted(set(state.acls) - wanted if state else ()):
             LOG.info("volume %s: removing ACL of %s", volume.id, initiator)
             self.target.deauthorize(volume.id, initiator)
-            faults.point("converge.after_deauthorize")
+            failpoints.point("converge.after_deauthorize")
         if want.spec is None:
             if self.target.unexport(volume.id):
                 LOG.info("volume %s: export removed (no connected attachment)", volume.id)
-                faults.point("converge.after_unexport")
+                failpoints.point("converge.after_unexport")
             return None
         self.check_exportable(volume)
         info = self.target.export(want.spec)
-        faults.point("converge.after_export")
+        failpoints.point("converge.after_export")
         for grant in want.grants:
             self.target.authorize(volume.id, grant)
-            faults.point("converge.after_authorize")
+            failpoints.point("converge.after_authorize")
         return info

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, fields
 
 from oslo_config import cfg
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
-from iscsiattach.attachments.volumes import VolumeService
+from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.exception import NotFound
 from iscsiattach.store import Attachment, Volume
 
@@ -147,9 +147,9 @@ class Reconciler:
             report.drift_found += len(drift)
             for d in drift:
                 LOG.warning("reconcile: %s", d)
-            faults.point("reconcile.before_repair")
+            failpoints.point("reconcile.before_repair")
             self.converger.converge(vol)
-            faults.point("reconcile.after_repair")
+            failpoints.point("reconcile.after_repair")
             report.volumes_repaired += 1
         settled = self.store.settle_volume(vol.id, st.ATTACHABLE, st.volume_status_for)
         if settled:
@@ -214,7 +214,7 @@ class Reconciler:
             self.store.settle_volume(vol.id, [st.EXTENDING], st.volume_status_for)
             report.interrupted_resolved += 1
         if vol.status in (st.CREATING, st.EXTENDING):
-            faults.point("reconcile.after_interrupted")
+            failpoints.point("reconcile.after_interrupted")
         return self.store.volume(vol.id)
 
     def _remove_orphans(self, exports: list[str], known: set[str], report: Report) -> None:
@@ -228,7 +228,7 @@ class Reconciler:
                 except NotFound:
                     pass
                 LOG.warning("reconcile: removing orphan export of unknown volume %s", volume_id)
-                faults.point("reconcile.before_orphan_removal")
+                failpoints.point("reconcile.before_orphan_removal")
                 self.converger.target.unexport(volume_id)
                 report.orphans_removed += 1
 

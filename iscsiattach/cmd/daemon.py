@@ -23,11 +23,11 @@ from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import ApiServer, make_server
 from iscsiattach.attachments.reconciler import run_periodically
-from iscsiattach.attachments.services import Services, build, lock_dir
+from iscsiattach.attachments.wiring import Services, build, lock_dir
 from iscsiattach.cmd import systemd
 from iscsiattach.exception import InvalidInput, IscsiAttachError
-from iscsiattach.target.lio import LioBackend
-from iscsiattach.target.options import portals_from_conf
+from iscsiattach.targets.lio import LioBackend
+from iscsiattach.targets.options import portals_from_conf
 from iscsiattach.volumes.options import backend_from_conf
 
 LOG = logging.getLogger("iscsiattachd")

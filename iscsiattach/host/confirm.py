@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iscsiattach.exception import IscsiAttachError
-from iscsiattach.target.model import naa_wwn, unit_serial
+from iscsiattach.model import naa_wwn, unit_serial
 
 SYSFS = Path("/sys")
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.target.model import Backing, BackingKind
+from iscsiattach.model import Backing, BackingKind
 
 GIB = 1 << 30
 # The default ceiling of a volume's size (16 TiB), [volumes] max_size_gib.

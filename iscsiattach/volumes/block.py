@@ -27,7 +27,7 @@ import errno
 from collections.abc import Mapping, Sequence
 
 from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
-from iscsiattach.target.model import Backing, BackingKind, validate_volume_id
+from iscsiattach.model import Backing, BackingKind, validate_volume_id
 from iscsiattach.volumes.base import GIB, Provisioned, VolumeBackend, validate_size_gib
 from iscsiattach.volumes.devices import DeviceNumber, HostDevices, NotABlockDevice
 

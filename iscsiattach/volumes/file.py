@@ -7,9 +7,9 @@ import stat
 import tempfile
 from collections.abc import Mapping
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
-from iscsiattach.target.model import Backing, BackingKind, validate_volume_id, volume_name
+from iscsiattach.model import Backing, BackingKind, validate_volume_id, volume_name
 from iscsiattach.volumes.base import (GIB, Provisioned, VolumeBackend, require_location,
                                       validate_size_gib)
 from iscsiattach.exception import VolumeBackendError
@@ -123,7 +123,7 @@ class FileBackend(VolumeBackend):
             raise VolumeBackendError(f"cannot create a file in {self.directory}: "
                                      f"{e.strerror}") from None
         try:
-            faults.point("file_backend.after_temp_file")
+            failpoints.point("file_backend.after_temp_file")
             with os.fdopen(fd, "wb") as f:        # mkstemp makes it 0600
                 f.truncate(size)                   # a hole: no block is written
                 os.fsync(f.fileno())

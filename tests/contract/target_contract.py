@@ -13,9 +13,8 @@ import pytest
 
 from iscsiattach.exception import InvalidInput, NotFound
 from iscsiattach.secret import Secret
-from iscsiattach.target import (Backing, BackingKind, ChapCredentials, ExportSpec,
-                                Grant, Portal)
-from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES
+from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
+from iscsiattach.model import SECURE_TPG_ATTRIBUTES
 
 INITIATOR = "iqn.2004-10.com.example:host-a"
 OTHER = "iqn.2004-10.com.example:host-b"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from iscsiattach.target import Backing, BackingKind
-from iscsiattach.target.lio import LioBackend
-from iscsiattach.target.lio_layout import CONFIGFS, hba_slots
-from iscsiattach.target.model import volume_name
+from iscsiattach.model import Backing, BackingKind
+from iscsiattach.targets.lio import LioBackend
+from iscsiattach.targets.lio_layout import CONFIGFS, hba_slots
+from iscsiattach.model import volume_name
 from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm

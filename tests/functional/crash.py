@@ -1,6 +1,6 @@
 """Crash consistency against the real daemon: scenarios and invariants.
 
-A scenario arms one fault point (iscsiattach.faults), sets up what the
+A scenario arms one fault point (iscsiattach.failpoints), sets up what the
 request needs, sends the request that reaches the point, sees the daemon
 die by SIGKILL there, restarts it unarmed and retries as a client would,
 then checks from outside the daemon that the store and LIO agree and
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.services import Services, build, lock_dir
+from iscsiattach.attachments.wiring import Services, build, lock_dir
 from iscsiattach.attachments.connection import new_chap
-from iscsiattach.target import ExportSpec, Grant, Portal
-from iscsiattach.target.lio import LioBackend
+from iscsiattach.model import ExportSpec, Grant, Portal
+from iscsiattach.targets.lio import LioBackend
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX

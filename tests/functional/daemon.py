@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.cli.client import CliError, Client
 from tests.functional.conftest import PREFIX
 
@@ -73,7 +73,7 @@ interval = 3600
         self.log_offset = self.log.tell()
         env = dict(self.env)
         if fault:
-            env[faults.ENV] = fault
+            env[failpoints.ENV] = fault
         # The shipped sample first (all defaults), then this test's settings.
         argv = ["--config-file", str(SAMPLE), "--config-file", str(self.config)]
         if self.forkserver is not None:
@@ -150,7 +150,7 @@ interval = 3600
         self.log.close()
         assert rc == -signal.SIGKILL, f"exit {rc}: " + self.log_since_start()[-3000:]
         if point is not None:
-            assert f"{faults.MARK} {point} " in self.log_since_start(), \
+            assert f"{failpoints.MARK} {point} " in self.log_since_start(), \
                 f"not killed at {point}: " + self.log_since_start()[-3000:]
 
     def kill(self) -> None:

@@ -41,9 +41,9 @@ def _child(argv: list[str], env: dict[str, str], log: str) -> None:
         os.dup2(null, 0)
         os.close(null)
         os.environ.update(env)
-        from iscsiattach import faults
+        from iscsiattach import failpoints
         from iscsiattach.cmd import daemon
-        faults.rearm()
+        failpoints.rearm()
         sys.argv = ["iscsiattachd", *argv]
         code = daemon.main(argv)
     except SystemExit as exc:

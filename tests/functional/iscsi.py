@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from iscsiattach.target import Portal
+from iscsiattach.model import Portal
 
 # iscsiadm's exit status for a login the target refused as temporary (status
 # class 03, "target error", e.g. LIO's "service unavailable"). Refused

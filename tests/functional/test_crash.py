@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from tests.functional.crash import SCENARIOS, Ctx, Outside, run_scenario
 from tests.functional.daemon import Daemon
 from tests.functional.forkserver import ForkServer
@@ -27,7 +27,7 @@ def ctx(tmp_path_factory, scratch_fs):
 
 
 def test_every_fault_point_has_a_scenario():
-    assert {sc.point for sc in SCENARIOS} == set(faults.POINTS)
+    assert {sc.point for sc in SCENARIOS} == set(failpoints.POINTS)
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: f"{sc.point}-{sc.name}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iscsiattach.target import Portal
+from iscsiattach.model import Portal
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import Node, initiator_name, write_and_read_back
@@ -74,8 +74,8 @@ def test_kill_9_during_a_burst_then_restart_state_and_lio_agree(daemon):
     restart the store and LIO agree and every client retry converges."""
     import threading
 
-    from iscsiattach.attachments.services import build, lock_dir
-    from iscsiattach.target.lio import LioBackend
+    from iscsiattach.attachments.wiring import build, lock_dir
+    from iscsiattach.targets.lio import LioBackend
     from iscsiattach.volumes.file import FileBackend
 
     tok = daemon.token

@@ -10,8 +10,7 @@ import pytest
 
 from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.secret import Secret
-from iscsiattach.target import (Backing, BackingKind, ChapCredentials, ExportSpec,
-                                Grant, Portal)
+from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
 from tests.functional.iscsi import (Node, iscsiadm, initiator_name, sysfs_identity, wait_for,
                                     write_and_read_back)
 

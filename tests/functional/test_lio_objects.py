@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rtslib_fb import BlockStorageObject, FileIOStorageObject
 
-from iscsiattach.target import Backing, BackingKind, ExportSpec, Portal
-from iscsiattach.target.lio_layout import CONFIGFS, DIRPREFIX, hba_slots
-from iscsiattach.target.model import unit_serial, volume_name
+from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal
+from iscsiattach.targets.lio_layout import CONFIGFS, DIRPREFIX, hba_slots
+from iscsiattach.model import unit_serial, volume_name
 
 TWIN = "iscsiattach-test-twin-"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import uuid
 
-from iscsiattach.target import ExportSpec, Grant, Portal
-from iscsiattach.target.lio import LioBackend
-from iscsiattach.target.lio_layout import CONFIGFS, hba_slots
-from iscsiattach.target.model import volume_name
+from iscsiattach.model import ExportSpec, Grant, Portal
+from iscsiattach.targets.lio import LioBackend
+from iscsiattach.targets.lio_layout import CONFIGFS, hba_slots
+from iscsiattach.model import volume_name
 from tests.contract.target_contract import INITIATOR, chap
 from tests.functional.iscsi import Node, wait_for
 

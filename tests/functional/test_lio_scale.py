@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iscsiattach.secret import Secret
-from iscsiattach.target import ChapCredentials, ExportSpec, Grant, Portal
-from iscsiattach.target.lio_layout import hba_slots
+from iscsiattach.model import ChapCredentials, ExportSpec, Grant, Portal
+from iscsiattach.targets.lio_layout import hba_slots
 
 N = 200
 

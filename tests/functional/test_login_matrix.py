@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
-from iscsiattach.attachments.services import build, lock_dir
+from iscsiattach.attachments.wiring import build, lock_dir
 from iscsiattach.exception import Conflict
-from iscsiattach.target import Portal
-from iscsiattach.target.lio import LioBackend
-from iscsiattach.target.lio_layout import CONFIGFS
-from iscsiattach.target.model import SECURE_TPG_ATTRIBUTES
+from iscsiattach.model import Portal
+from iscsiattach.targets.lio import LioBackend
+from iscsiattach.targets.lio_layout import CONFIGFS
+from iscsiattach.model import SECURE_TPG_ATTRIBUTES
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
 from tests.functional.sampler import Sampler

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from iscsiattach.exception import Conflict, InvalidInput, VolumeBackendError
-from iscsiattach.target.model import BackingKind
+from iscsiattach.model import BackingKind
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.devices import HostDevices
@@ -236,10 +236,10 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
     spelled, is a 400 with Cinder's fault body, and nothing is recorded."""
     from iscsiattach.api.routes import build_app
     from iscsiattach.api.app import Auth
-    from iscsiattach.attachments.services import build
+    from iscsiattach.attachments.wiring import build
     from iscsiattach.secret import Secret
-    from iscsiattach.target import Portal
-    from iscsiattach.target.fake import FakeBackend
+    from iscsiattach.model import Portal
+    from iscsiattach.targets.fake import FakeBackend
     from tests.functional.conftest import PREFIX
     from tests.unit.api_client import Client
     dev, _ = loop_device
@@ -263,9 +263,9 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
 
 def test_block_connect_refused_once_the_device_is_mounted(backend, loop_device, tmp_path):
     """Real LIO: a registered device mounted since is never exported."""
-    from iscsiattach.attachments.services import build, lock_dir
-    from iscsiattach.target import Portal
-    from iscsiattach.target.lio import LioBackend
+    from iscsiattach.attachments.wiring import build, lock_dir
+    from iscsiattach.model import Portal
+    from iscsiattach.targets.lio import LioBackend
     from tests.functional.conftest import PREFIX
     dev, _ = loop_device
     state = tmp_path / "state"

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from iscsiattach.attachments.services import build, lock_dir
-from iscsiattach.target import Portal
-from iscsiattach.target.lio import LioBackend
-from iscsiattach.target.lio_layout import CONFIGFS
+from iscsiattach.attachments.wiring import build, lock_dir
+from iscsiattach.model import Portal
+from iscsiattach.targets.lio import LioBackend
+from iscsiattach.targets.lio_layout import CONFIGFS
 from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.attachments.services import build
-from iscsiattach.target import Portal
-from iscsiattach.target.fake import FakeBackend
+from iscsiattach.attachments.wiring import build
+from iscsiattach.model import Portal
+from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 
 PREFIX = "iqn.2010-10.org.iscsiattach.unit:"

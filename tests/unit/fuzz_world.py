@@ -29,13 +29,13 @@ from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger, connected
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.reconciler import Reconciler
-from iscsiattach.attachments.service import AttachmentService
-from iscsiattach.attachments.services import DB_NAME, Services, build, lock_dir
-from iscsiattach.attachments.volumes import VolumeService
+from iscsiattach.attachments.attachment_service import AttachmentService
+from iscsiattach.attachments.wiring import DB_NAME, Services, build, lock_dir
+from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.secret import Secret
 from iscsiattach.store import Store
-from iscsiattach.target import Portal
-from iscsiattach.target.fake import FakeAcl, FakeBackend, FakeStorageObject, FakeTarget
+from iscsiattach.model import Portal
+from iscsiattach.targets.fake import FakeAcl, FakeBackend, FakeStorageObject, FakeTarget
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.file import FileBackend
 

@@ -15,11 +15,11 @@ import pytest
 
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.app import Auth
-from iscsiattach.attachments.services import build
+from iscsiattach.attachments.wiring import build
 from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.secret import Secret
-from iscsiattach.target import Portal
-from iscsiattach.target import fake as fake_module
+from iscsiattach.model import Portal
+from iscsiattach.targets import fake as fake_module
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.block import BlockBackend

@@ -13,7 +13,7 @@ def _importers(module: str) -> set[str]:
 
 
 def test_only_lio_imports_rtslib():
-    assert _importers("rtslib_fb") == {"target/lio.py"}
+    assert _importers("rtslib_fb") == {"targets/lio.py"}
 
 
 def test_only_host_side_imports_os_brick():

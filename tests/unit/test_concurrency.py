@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from iscsiattach.target.fake import FakeBackend
+from iscsiattach.targets.fake import FakeBackend
 from tests.unit.api_client import Client
 from tests.unit.fuzz_strategies import PROFILE
 from tests.unit.fuzz_world import (CASES, PREFIX, TOKEN, World, connector, invariants, make_app,

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import textwrap
 
-from iscsiattach import faults
-from iscsiattach.attachments.services import build
-from iscsiattach.target import Portal
-from iscsiattach.target.fake import FakeBackend
+from iscsiattach import failpoints
+from iscsiattach.attachments.wiring import build
+from iscsiattach.model import Portal
+from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 
 PREFIX = "iqn.2010-10.org.iscsiattach.unit:"
@@ -31,10 +31,10 @@ def _killed_at(point: str, tmp_path, code: str) -> None:
         svc = _services(Path({str(tmp_path)!r}))
     """) + textwrap.dedent(code)
     res = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
-                         env={**os.environ, faults.ENV: point}, timeout=120,
+                         env={**os.environ, failpoints.ENV: point}, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert res.returncode == -signal.SIGKILL, res.stderr
-    assert f"{faults.MARK} {point} " in res.stderr
+    assert f"{failpoints.MARK} {point} " in res.stderr
 
 
 def test_volume_create_killed_before_its_file_is_linked_leaves_no_temporary_file(tmp_path):

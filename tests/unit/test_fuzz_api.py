@@ -181,8 +181,8 @@ def block_api():
     """The app over the block backend (registers existing devices under /dev/,
     configured so: by default it allows none):
     the one backend where a request body names a path on this machine."""
-    from iscsiattach.attachments.services import build
-    from iscsiattach.target.fake import FakeBackend
+    from iscsiattach.attachments.wiring import build
+    from iscsiattach.targets.fake import FakeBackend
     from iscsiattach.volumes.block import BlockBackend
     from tests.unit.fuzz_world import PORTALS, PREFIX, make_app
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from iscsiattach.host.confirm import DeviceMismatch, Expected, confirm
-from iscsiattach.target.model import naa_wwn
+from iscsiattach.model import naa_wwn
 
 VID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 OTHER = "9f0e0d4c-0b1a-4c4b-8a6e-0d3c2b1a0f9e"

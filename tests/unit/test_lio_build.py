@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.target import lio_build
-from iscsiattach.target.model import Backing, BackingKind
+from iscsiattach.targets import lio_build
+from iscsiattach.model import Backing, BackingKind
 
 SERIAL = "5e1a1b2c-0000-4000-8000-000000000001"
 

@@ -5,7 +5,7 @@ import pytest
 
 from iscsiattach.exception import InvalidInput
 from iscsiattach.net import resolve_portals
-from iscsiattach.target import Portal
+from iscsiattach.model import Portal
 
 
 def test_addresses_and_interface_names():

@@ -14,10 +14,10 @@ from iscsiattach.api.app import Auth
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.attachments.services import build
+from iscsiattach.attachments.wiring import build
 from iscsiattach.secret import Secret
-from iscsiattach.target import Portal
-from iscsiattach.target.fake import FakeBackend
+from iscsiattach.model import Portal
+from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 from tests.contract.api_schema import fuzz_every_operation
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from iscsiattach.attachments.services import build
+from iscsiattach.attachments.wiring import build
 from iscsiattach.exception import TargetError
-from iscsiattach.target import Backing, BackingKind, ExportSpec, Portal
-from iscsiattach.target.fake import FakeTarget
+from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal
+from iscsiattach.targets.fake import FakeTarget
 from iscsiattach.volumes.file import FileBackend
 from tests.unit.test_attachments import A, B, connector, instance
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.target import Backing, BackingKind
-from iscsiattach.target.fake import FakeBackend, FakeTarget
-from iscsiattach.target.model import volume_name
+from iscsiattach.model import Backing, BackingKind
+from iscsiattach.targets.fake import FakeBackend, FakeTarget
+from iscsiattach.model import volume_name
 from tests.contract.target_contract import Tamper, TargetContract
 
 PREFIX = "iqn.2010-10.org.iscsiattach.unit:"

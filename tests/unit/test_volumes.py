@@ -11,7 +11,7 @@ import pytest
 from oslo_config import cfg
 
 from iscsiattach.exception import Conflict, InvalidInput, NotFound
-from iscsiattach.target.model import Backing, BackingKind
+from iscsiattach.model import Backing, BackingKind
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB, Provisioned, validate_size_gib
 from iscsiattach.volumes.block import BlockBackend

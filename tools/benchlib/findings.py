@@ -183,7 +183,7 @@ def restore(rep) -> list[str]:
         "storage object claims its backstore slot, the one folder volumes share; the target, TPG, "
         "portals, LUN and ACLs, and the storage object too, written straight into configfs "
         "at computed paths with plain mkdir/symlink/write "
-        "(`iscsiattach/target/lio_build.py`, in rtslib-fb's order and attribute values): "
+        "(`iscsiattach/targets/lio_build.py`, in rtslib-fb's order and attribute values): "
         "no rtslib object in the restore's build path (rtslib is still used to read and "
         "inspect LIO), and no status write unless a status changed. Should something of a "
         "volume be there by its turn, that volume is converged as before."] + _restore_short(

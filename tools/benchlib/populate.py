@@ -4,7 +4,7 @@ host before the VM boots (Python runs ~25x faster there).
 ``python -m benchlib.populate STATE_DIR N SPARE VOLUME_DIR``: N volumes each
 with one completed attachment (its own initiator and CHAP secret), plus
 SPARE available volumes for the benchmark's own attachments. It goes
-through the real service (iscsiattach.attachments.services.build) over the
+through the real service (iscsiattach.attachments.wiring.build) over the
 in-memory fake target, so the store is exactly what the daemon writes; the
 daemon's first reconcile then builds those N exports in LIO. VOLUME_DIR is
 the guest path of the volume files; their sparse files are made again in
@@ -20,9 +20,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from iscsiattach.attachments.services import DB_NAME, build
-from iscsiattach.target import Portal
-from iscsiattach.target.fake import FakeBackend
+from iscsiattach.attachments.wiring import DB_NAME, build
+from iscsiattach.model import Portal
+from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 
 from benchlib.common import PREFIX_OURS, WORK, sparse_file

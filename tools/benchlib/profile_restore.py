@@ -23,9 +23,9 @@ from benchlib.lio_cleanup import cleanup
 
 
 def main() -> None:
-    from iscsiattach.attachments.services import build
-    from iscsiattach.target import Portal
-    from iscsiattach.target.lio import LioBackend
+    from iscsiattach.attachments.wiring import build
+    from iscsiattach.model import Portal
+    from iscsiattach.targets.lio import LioBackend
     from iscsiattach.volumes.file import FileBackend
     with scratch_fs(4) as mnt:
         state = WORK / "profile-state"

@@ -85,7 +85,7 @@ Baseline (a), p50 per part (same run):
   storage object; cinder-rtstool also finds the target and the storage
   object by walking `RTSRoot().targets` and `RTSRoot().storage_objects`
   (the latter builds an object per storage object). Ours never walks:
-  `iscsiattach/target/lio.py` computes the target's configfs path, finds the
+  `iscsiattach/targets/lio.py` computes the target's configfs path, finds the
   storage object at a backstore index derived from the volume id
   (`lio_layout.hba_slots`, a few `stat()`s), and removes it with its own
   `rmdir` after its only LUN is gone (the kernel refuses with EBUSY if

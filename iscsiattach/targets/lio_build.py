@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 from iscsiattach.exception import TargetError
 from iscsiattach.secret import Secret
-from iscsiattach.target.base import AUTH_METHOD
-from iscsiattach.target.model import (SECURE_TPG_ATTRIBUTES, Backing, BackingKind, Grant,
+from iscsiattach.targets.base import AUTH_METHOD
+from iscsiattach.model import (SECURE_TPG_ATTRIBUTES, Backing, BackingKind, Grant,
                                       Portal)
 
 LOG = logging.getLogger(__name__)

@@ -34,20 +34,20 @@ from rtslib_fb import (BlockStorageObject, FabricModule, FileIOStorageObject,
                        LUN, MappedLUN, NetworkPortal, NodeACL, Target, TPG)
 from rtslib_fb.utils import RTSLibError
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.exception import (IscsiAttachError, InvalidInput, NotFound,
                                    TargetError, TargetUnavailable)
 from iscsiattach.secret import Secret
-from iscsiattach.target.base import AUTH_METHOD, TargetBackend, check_backing
-from iscsiattach.target.model import (
+from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
+from iscsiattach.model import (
     SECURE_TPG_ATTRIBUTES, AclState, Backing, BackingKind, ChapCredentials,
     ExportInfo, ExportSpec, ExportState, Grant, Portal, unit_serial,
     validate_iqn, validate_volume_id, volume_name)
 
-from iscsiattach.target.lio_build import (build_target, claim_storage_object,
+from iscsiattach.targets.lio_build import (build_target, claim_storage_object,
                                           configure_storage_object, hide_secrets,
                                           require_acl_auth, set_secret)
-from iscsiattach.target.lio_layout import (CONFIGFS, DIRPREFIX, HBA_BASE, KIND_OF_DIR,
+from iscsiattach.targets.lio_layout import (CONFIGFS, DIRPREFIX, HBA_BASE, KIND_OF_DIR,
                                            TPG_TAG, VOLUME_RE, has_children, hba_slots)
 
 LOG = logging.getLogger(__name__)
@@ -224,13 +224,13 @@ class LioBackend(TargetBackend):
         target = Target(self._fm(), self.target_iqn(spec.volume_id), mode="any")
         tpg = TPG(target, TPG_TAG, mode="any")
         so, kept = self._converge_storage_object(spec, tpg)
-        faults.point("lio.export.after_storage_object")
+        failpoints.point("lio.export.after_storage_object")
         # Closed before it is enabled: never a moment with open access.
         self._secure_tpg(tpg)
         self._converge_portals(tpg, spec.portals)
         self._converge_lun0(tpg, so, kept)
         if not tpg.enable:
-            faults.point("lio.export.before_enable")
+            failpoints.point("lio.export.before_enable")
             tpg.enable = True
 
     def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
@@ -276,7 +276,7 @@ class LioBackend(TargetBackend):
             # Disables the TPG first, which drops the sessions.
             Target(self._fm(), path.name, mode="lookup").delete()
             removed = True
-            faults.point("lio.unexport.after_target")
+            failpoints.point("lio.unexport.after_target")
         so = self._storage_object(volume_id)
         if so is not None:
             self._delete_storage_object(so)
@@ -292,7 +292,7 @@ class LioBackend(TargetBackend):
             # Mapping first: an ACL without CHAP admits nobody yet, and new
             # mappings start write-protected (prod_mode_write_protect=1).
             self._converge_mapping(acl, grant.read_only)
-            faults.point("lio.authorize.after_mapping")
+            failpoints.point("lio.authorize.after_mapping")
             self._converge_chap(acl, grant.chap)
             require_acl_auth(acl.path)
 

@@ -11,7 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from iscsiattach.target.model import BackingKind
+from iscsiattach.model import BackingKind
 
 CONFIGFS = Path("/sys/kernel/config/target")
 TPG_TAG = 1

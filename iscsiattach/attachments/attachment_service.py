@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import Any
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.connection import (Connector, connection_info, new_chap,
                                                 validate_mode)
@@ -22,8 +22,8 @@ from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, NotFound
 from iscsiattach.store import Attachment, Store, Volume
 from iscsiattach.store.db import utcnow
-from iscsiattach.target import ChapCredentials
-from iscsiattach.target.model import validate_volume_id
+from iscsiattach.model import ChapCredentials
+from iscsiattach.model import validate_volume_id
 
 LOG = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ class AttachmentService:
         new_status = st.volume_status_for([a.status for a in live] + [st.A_RESERVED])
         if not self.store.cas_volume(volume_id, [vol.status], status=new_status):
             raise Conflict(f"volume {volume_id} changed while reserving it; retry")
-        faults.point("reserve.after_volume_status")
+        failpoints.point("reserve.after_volume_status")
         att = self.store.add_attachment(id=att_id, volume_id=volume_id,
                                         instance_uuid=instance_uuid, status=st.A_RESERVED,
                                         attach_mode=mode)
-        faults.point("reserve.after_attachment")
+        failpoints.point("reserve.after_attachment")
         LOG.info("attachment %s reserved volume %s", att_id, volume_id)
         return att
 
@@ -110,9 +110,9 @@ class AttachmentService:
                 connector=conn.raw, initiator=conn.initiator, host=conn.host,
                 attach_mode=mode, chap_userid=chap.userid, chap_secret=chap.password):
             raise Conflict(f"attachment {att.id} changed while connecting it; retry")
-        faults.point("connect.after_intent")
+        failpoints.point("connect.after_intent")
         self._settle_volume(vol.id)
-        faults.point("connect.after_volume_status")
+        failpoints.point("connect.after_volume_status")
         try:
             export = self.converger.converge(self.store.volume(vol.id))
         except Exception as exc:
@@ -122,7 +122,7 @@ class AttachmentService:
             else:
                 self._fail_connect(att.id, vol.id, exc)
             raise
-        faults.point("connect.after_converge")
+        failpoints.point("connect.after_converge")
         att = self.store.attachment(att.id)
         LOG.info("attachment %s connected volume %s to %s", att.id, vol.id, conn.initiator)
         return att, connection_info(export, chap, attachment_id=att.id,
@@ -190,7 +190,7 @@ class AttachmentService:
                     att.id, [st.A_ATTACHING], status=st.A_ATTACHED, attached_at=utcnow()):
                 raise Conflict(f"attachment {att.id} is {att.status}; only a connected "
                                "attachment can be completed")
-            faults.point("complete.after_attachment")
+            failpoints.point("complete.after_attachment")
             self._settle_volume(att.volume_id)      # also after a crash, on the retry
             LOG.info("attachment %s of volume %s completed", att.id, att.volume_id)
             return self.store.attachment(att.id)
@@ -209,17 +209,17 @@ class AttachmentService:
             if att.status != st.A_DETACHED and not self.store.cas_attachment(
                     att.id, [att.status], status=st.A_DETACHED, detached_at=utcnow()):
                 raise Conflict(f"attachment {att.id} changed while deleting it; retry")
-            faults.point("delete.after_attachment")
+            failpoints.point("delete.after_attachment")
             vol = self.store.volume(att.volume_id)
             self.store.cas_volume(vol.id, st.ATTACHABLE, status=st.DETACHING)
-            faults.point("delete.after_volume_status")
+            failpoints.point("delete.after_volume_status")
             try:
                 self.converger.converge(vol)
             except Exception:
                 self.store.cas_attachment(att.id, [st.A_DETACHED], status=st.A_ERROR_DETACHING)
                 self._settle_volume(vol.id)
                 raise
-            faults.point("delete.after_converge")
+            failpoints.point("delete.after_converge")
             self._settle_volume(vol.id)
             LOG.info("attachment %s of volume %s deleted", att.id, vol.id)
 

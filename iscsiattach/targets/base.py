@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.target.model import (
+from iscsiattach.model import (
     SECURE_TPG_ATTRIBUTES, Backing, BackingKind, ExportInfo, ExportSpec, ExportState, Grant,
     naa_wwn, unit_serial, validate_prefix, validate_volume_id, volume_name)
 

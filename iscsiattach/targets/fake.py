@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass, field
 
 from iscsiattach.exception import NotFound
-from iscsiattach.target.base import AUTH_METHOD, TargetBackend, check_backing
-from iscsiattach.target.lio_layout import VOLUME_RE
-from iscsiattach.target.model import (
+from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
+from iscsiattach.targets.lio_layout import VOLUME_RE
+from iscsiattach.model import (
     SECURE_TPG_ATTRIBUTES, AclState, Backing, ExportInfo,
     ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
 

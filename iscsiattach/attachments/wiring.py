@@ -8,10 +8,11 @@ from pathlib import Path
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.reconciler import RESTORE_WORKERS, Reconciler
-from iscsiattach.attachments.service import AttachmentService
-from iscsiattach.attachments.volumes import VolumeService
+from iscsiattach.attachments.attachment_service import AttachmentService
+from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.store import Store
-from iscsiattach.target import Portal, TargetBackend
+from iscsiattach.targets import TargetBackend
+from iscsiattach.model import Portal
 from iscsiattach.volumes.base import VolumeBackend
 
 DB_NAME = "iscsiattach.sqlite"

@@ -5,7 +5,7 @@ import logging
 import uuid
 from typing import Any
 
-from iscsiattach import faults
+from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import Converger, connected
 from iscsiattach.attachments.ids import parse_uuid
@@ -55,7 +55,7 @@ class VolumeService:
             self.store.add_volume(id=vid, name=name, size_gib=size, backend=self.backend.name,
                                   location=location, multiattach=multiattach,
                                   status=st.CREATING)
-            faults.point("volume_create.after_intent")
+            failpoints.point("volume_create.after_intent")
             try:
                 # The others are read after our intent is recorded: of two
                 # creates of one device at once, the later reader sees the
@@ -65,7 +65,7 @@ class VolumeService:
             except Exception:
                 self.store.remove_volume(vid)     # nothing was made: nothing to keep
                 raise
-            faults.point("volume_create.after_backend")
+            failpoints.point("volume_create.after_backend")
             if not self.store.cas_volume(vid, [st.CREATING], status=st.AVAILABLE,
                                          location=made.location, size_gib=made.size_gib):
                 raise Conflict(f"volume {vid} changed while it was being created")
@@ -87,13 +87,13 @@ class VolumeService:
                 raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be extended")
             if not self.store.cas_volume(vol.id, [vol.status], status=st.EXTENDING):
                 raise Conflict(f"volume {vol.id} changed while extending it; retry")
-            faults.point("volume_extend.after_intent")
+            failpoints.point("volume_extend.after_intent")
             try:
                 made = self.backend.extend(vol.id, vol.location, size,
                                            others=self.converger.other_locations(vol.id))
-                faults.point("volume_extend.after_backend")
+                failpoints.point("volume_extend.after_backend")
                 self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=made.size_gib)
-                faults.point("volume_extend.after_size")
+                failpoints.point("volume_extend.after_size")
                 # The LUN picks up the new size so a connected host can rescan.
                 self.converger.converge(self.store.volume(vol.id))
             finally:
@@ -111,16 +111,16 @@ class VolumeService:
             if vol.status not in (st.AVAILABLE, st.ERROR, st.DELETING) or not \
                     self.store.cas_volume(vol.id, [vol.status], status=st.DELETING):
                 raise Conflict(f"volume {vol.id} is {vol.status}, it cannot be deleted")
-            faults.point("volume_delete.after_intent")
+            failpoints.point("volume_delete.after_intent")
             self.finish_delete(vol)
 
     def finish_delete(self, vol: Volume) -> None:
         """Remove export, data and record; safe to repeat after a crash."""
         self.converger.target.unexport(vol.id)
-        faults.point("volume_delete.after_unexport")
+        failpoints.point("volume_delete.after_unexport")
         if vol.location:
             self.backend.delete(vol.id, vol.location)
-            faults.point("volume_delete.after_backend")
+            failpoints.point("volume_delete.after_backend")
         self.store.remove_volume(vol.id)
         LOG.info("volume %s deleted", vol.id)
 

@@ -27,7 +27,7 @@ ENV = "ISCSIATTACH_FAULTS"
 MARK = "iscsiattach-fault: SIGKILL at"
 
 POINTS: tuple[str, ...] = (
-    # attachments/service.py: reserve, connect (create/update), complete, delete
+    # attachments/attachment_service.py: reserve, connect (create/update), complete, delete
     "reserve.after_volume_status",      # volume reserved, attachment row not yet written
     "reserve.after_attachment",         # attachment reserved, not yet connected
     "connect.after_intent",             # attachment attaching in the store, LIO untouched
@@ -47,7 +47,7 @@ POINTS: tuple[str, ...] = (
     "lio.export.before_enable",         # target, portals and LUN 0, TPG disabled
     "lio.authorize.after_mapping",      # ACL and mapped LUN, no CHAP yet
     "lio.unexport.after_target",        # target gone, backstore left
-    # attachments/volumes.py: volume create, extend, delete
+    # attachments/volume_service.py: volume create, extend, delete
     "volume_create.after_intent",       # row "creating", nothing provisioned
     "volume_create.after_backend",      # file made, row still "creating"
     "file_backend.after_temp_file",     # volumes/file.py: temporary file made, not linked
