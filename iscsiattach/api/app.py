@@ -142,6 +142,14 @@ class Auth:
             raise InvalidInput(f"invalid auth strategy {strategy!r}")
         self.strategy, self.token = strategy, token
 
+    def accepts(self, req: Request) -> bool:
+        """Whether ``req`` carries a valid token (nothing raised)."""
+        try:
+            self.check(req)
+        except HttpError:
+            return False
+        return True
+
     def check(self, req: Request) -> None:
         presented = req.headers.get("x-auth-token")
         if self.token is not None:          # strategy "token"
@@ -209,6 +217,10 @@ class Application:
         except Exception as error:    # noqa: BLE001 - the one translation point
             status, body = to_fault(error)
             headers = [("Retry-After", "1")] if status == 503 else []
+            if kind == "unrouted":
+                # Refused before the token was looked at: a token holder's
+                # mistake is still answered at once and logged.
+                req.authenticated = self.auth.accepts(req)
             return kind, Response(status, body, headers)
 
     def _check_head(self, scope: dict) -> None:
@@ -301,7 +313,9 @@ class Application:
         return resp
 
     def _log(self, kind: str, req: Request, status: int, elapsed: float) -> None:
-        if 400 <= status < 500 and not self.refusals.allow():
+        # Refusals of requests without a valid token are what a flood is
+        # made of: rate-limited. A token holder's are always logged.
+        if 400 <= status < 500 and not req.authenticated and not self.refusals.allow():
             return
         if status < 400:
             self.refusals.flush()

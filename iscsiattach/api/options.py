@@ -86,9 +86,10 @@ LIMIT_OPTS = [
                       "held 5 s, doubled for each further 429 on the same connection up "
                       "to 60 s. Requests with the token are never paced. 0: no pacing."),
     cfg.FloatOpt("refused_log_rate", default=10.0, min=0.0, max=10000,
-                 help="Log lines per second for refused requests (4xx); the rest are "
-                      "counted and summed up in one line, so a flood cannot drown the "
-                      "journal. Every served operation is always logged."),
+                 help="Log lines per second for refused requests (4xx) without a valid "
+                      "token; the rest are counted and summed up in one line, so a flood "
+                      "cannot drown the journal. Every served operation, and every "
+                      "request with the token, is always logged."),
 ]
 
 def check_api_options(conf: cfg.ConfigOpts) -> list[str]:

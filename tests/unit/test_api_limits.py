@@ -308,6 +308,24 @@ def test_refused_requests_log_at_the_rate_limit(services, caplog):
     assert 5 <= len(refused) < 40, len(refused)
 
 
+def test_a_token_holders_refusals_are_all_logged_and_not_paced(services, caplog):
+    """Under the refusal log limit and the pacing, a request with the token
+    that is refused (404 on an unknown path, 400) still gets its line, at once."""
+    limits = Limits(unauthenticated_rate=1.0, refused_log_rate=1.0)
+    with caplog.at_level(logging.INFO), serving(services, limits) as srv:
+        for _ in range(5):                    # use up the budgets
+            exchange(srv.server_port, request("/nowhere", token="bad-token-0123456789abc"))
+        started = time.monotonic()
+        statuses = [status(exchange(srv.server_port, request(path)))
+                    for path in ["/nowhere"] * 10 + ["/v3/volumes?bogus=1"] * 10]
+        took = time.monotonic() - started
+    assert statuses == [404] * 10 + [400] * 10
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("/nowhere -> 404" in m for m in logged) >= 10
+    assert sum("-> 400" in m for m in logged) == 10
+    assert took < 5.0, took                   # 20 paced answers at 1/s would take 20 s
+
+
 def test_openapi_document_is_public_and_names_every_operation(services):
     with serving(services) as srv:
         reply = exchange(srv.server_port, request("/openapi.json", token=None))
