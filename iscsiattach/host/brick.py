@@ -91,6 +91,8 @@ RECORD_NODE_KEYS = {"node.session.auth.authmethod": False,     # key: only where
                     "node.startup": True}
 
 
+# The os-brick names overridden or wrapped below are private: each is a seam
+# that tests/unit/test_seams.py checks against the os-brick installed.
 def _iscsi(multipath: bool, scan_attempts: int = 5):
     from os_brick.initiator.connectors.iscsi import ISCSIConnector
 
