@@ -69,6 +69,10 @@ def volume_name(volume_id: str) -> str:
     return f"volume-{volume_id}"
 
 
+# ``volume_name``'s inverse: the volume id in a name of ours.
+VOLUME_RE = re.compile(r"^volume-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
 def unit_serial(volume_id: str) -> str:
     """VPD 0x80 unit serial the LUN advertises: the volume id itself."""
     return volume_id
@@ -81,7 +85,7 @@ def naa_wwn(volume_id: str) -> str:
 
 @dataclass(frozen=True)
 class Portal:
-    """An address the target listens on; ``str()`` is Cinder's "ip:port"."""
+    """An address the target listens on; ``str()`` is its ``name``, Cinder's "ip:port"."""
     ip: str
     port: int = 3260
 
@@ -102,8 +106,19 @@ class Portal:
     def is_ipv6(self) -> bool:
         return ":" in self.ip
 
+    @property
+    def address(self) -> str:
+        """The IP as written before ":port": IPv6 in brackets (RFC 3986)."""
+        return f"[{self.ip}]" if self.is_ipv6 else self.ip
+
+    @property
+    def name(self) -> str:
+        """"ip:port", IPv6 in brackets: Cinder's target_portal, what
+        ``parse`` reads, and the portal's folder name in LIO's configfs."""
+        return f"{self.address}:{self.port}"
+
     def __str__(self) -> str:
-        return f"[{self.ip}]:{self.port}" if self.is_ipv6 else f"{self.ip}:{self.port}"
+        return self.name
 
     @classmethod
     def parse(cls, text: str, default_port: int = 3260) -> "Portal":

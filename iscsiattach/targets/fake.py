@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 from iscsiattach.exception import NotFound
 from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
-from iscsiattach.targets.lio_layout import VOLUME_RE
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES, AclState, Backing, ExportInfo,
+    SECURE_TPG_ATTRIBUTES, VOLUME_RE, AclState, Backing, ExportInfo,
     ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
 
 

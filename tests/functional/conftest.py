@@ -15,7 +15,7 @@ import pytest
 
 from iscsiattach.model import Backing, BackingKind
 from iscsiattach.targets.lio import LioBackend
-from iscsiattach.targets.lio_layout import CONFIGFS, hba_slots
+from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
 from iscsiattach.model import volume_name
 from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
@@ -126,8 +126,7 @@ class LioTamper(Tamper):
         (self._tpg(vid) / "acls" / initiator / "auth" / "password").write_text(value)
 
     def remove_portal(self, vid, portal):
-        name = f"[{portal.ip}]:{portal.port}" if portal.is_ipv6 else str(portal)
-        (self._tpg(vid) / "np" / name).rmdir()
+        (self._tpg(vid) / "np" / portal.name).rmdir()
 
     def remove_lun0(self, vid):
         tpg = self._tpg(vid)

@@ -18,7 +18,7 @@ from iscsiattach.cli.client import Client
 from iscsiattach.cli.host import ApiAdapter
 from iscsiattach.host import brick
 from iscsiattach.host.attach import HostSide, StepFailed
-from iscsiattach.targets.lio_layout import CONFIGFS
+from iscsiattach.targets.lio.configfs import CONFIGFS
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import initiator_name

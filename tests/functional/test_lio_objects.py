@@ -1,4 +1,4 @@
-"""Our storage objects are written straight into configfs (lio_build): the
+"""Our storage objects are written straight into configfs (targets/lio/build.py): the
 kernel must end up with exactly what rtslib-fb makes from the same settings."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from rtslib_fb import BlockStorageObject, FileIOStorageObject
 
 from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal
-from iscsiattach.targets.lio_layout import CONFIGFS, DIRPREFIX, hba_slots
+from iscsiattach.targets.lio.configfs import CONFIGFS, DIRPREFIX, hba_slots
 from iscsiattach.model import unit_serial, volume_name
 
 TWIN = "iscsiattach-test-twin-"

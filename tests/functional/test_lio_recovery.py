@@ -5,7 +5,7 @@ import uuid
 
 from iscsiattach.model import ExportSpec, Grant, Portal
 from iscsiattach.targets.lio import LioBackend
-from iscsiattach.targets.lio_layout import CONFIGFS, hba_slots
+from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
 from iscsiattach.model import volume_name
 from tests.contract.target_contract import INITIATOR, chap
 from tests.functional.iscsi import Node, wait_for

@@ -16,7 +16,7 @@ import pytest
 
 from iscsiattach.secret import Secret
 from iscsiattach.model import ChapCredentials, ExportSpec, Grant, Portal
-from iscsiattach.targets.lio_layout import hba_slots
+from iscsiattach.targets.lio.configfs import hba_slots
 
 N = 200
 

@@ -17,7 +17,7 @@ from iscsiattach.attachments.wiring import build, lock_dir
 from iscsiattach.exception import Conflict
 from iscsiattach.model import Portal
 from iscsiattach.targets.lio import LioBackend
-from iscsiattach.targets.lio_layout import CONFIGFS
+from iscsiattach.targets.lio.configfs import CONFIGFS
 from iscsiattach.model import SECURE_TPG_ATTRIBUTES
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX

@@ -9,7 +9,7 @@ import pytest
 from iscsiattach.attachments.wiring import build, lock_dir
 from iscsiattach.model import Portal
 from iscsiattach.targets.lio import LioBackend
-from iscsiattach.targets.lio_layout import CONFIGFS
+from iscsiattach.targets.lio.configfs import CONFIGFS
 from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend

@@ -13,7 +13,16 @@ def _importers(module: str) -> set[str]:
 
 
 def test_only_lio_imports_rtslib():
-    assert _importers("rtslib_fb") == {"targets/lio.py"}
+    users = _importers("rtslib_fb")
+    assert users and all(u.startswith("targets/lio/") for u in users), users
+
+
+def test_only_lio_touches_configfs():
+    # The configfs root is written once, in targets/lio/configfs.py; every
+    # other module asks that one for its paths.
+    users = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+             if "/sys/kernel/config" in p.read_text()}
+    assert users == {"targets/lio/configfs.py"}, users
 
 
 def test_only_host_side_imports_os_brick():

@@ -1,10 +1,10 @@
-"""The configfs writes of lio_build, recorded (the kernel side is in
+"""The configfs writes of targets/lio/build.py, recorded (the kernel side is in
 tests/functional/test_lio_objects.py)."""
 from __future__ import annotations
 
 import pytest
 
-from iscsiattach.targets import lio_build
+from iscsiattach.targets.lio import build, configfs
 from iscsiattach.model import Backing, BackingKind
 
 SERIAL = "5e1a1b2c-0000-4000-8000-000000000001"
@@ -13,16 +13,16 @@ SERIAL = "5e1a1b2c-0000-4000-8000-000000000001"
 @pytest.fixture
 def writes(monkeypatch, tmp_path):
     done: list[tuple[str, str]] = []
-    monkeypatch.setattr(lio_build, "put", lambda path, value: done.append(
-        (path.replace(str(tmp_path), ""), value)))
+    monkeypatch.setattr(configfs, "put", lambda node, attr, value: done.append(
+        (f"{node}/{attr}".replace(str(tmp_path), ""), value)))
     return done
 
 
 def _create(tmp_path, backing, write_back=True, dbroot="/nonexistent"):
     so_dir = str(tmp_path / "fileio_7" / "volume-x")
-    lio_build.claim_storage_object(so_dir)
-    lio_build.configure_storage_object(so_dir, backing, SERIAL, write_back=write_back,
-                                       dbroot=dbroot)
+    configfs.claim_storage_object(so_dir)
+    build.configure_storage_object(so_dir, backing, SERIAL, write_back=write_back,
+                                   dbroot=dbroot)
 
 
 def test_fileio_is_asynchronous_and_configured_before_it_is_enabled(tmp_path, writes):
