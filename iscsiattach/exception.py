@@ -12,50 +12,57 @@ edges translate a class once, through the one table ``EDGES`` below:
   (``error_for_status``, used only by ``cli/client.Client.checked``), so the
   same table decides the exit status of a refused request.
 
-The tree, with (HTTP status / exit status) and when each is raised::
+The tree; (HTTP status / exit status) from the table, then who raises it::
 
-    IscsiAttachError                anything we raise on purpose          (500 / 1)
+    IscsiAttachError              (500 / 1) anything we raise on purpose
     |
     |   -- what the caller asked for --
-    +-- InvalidInput                the caller sent something malformed:  (400 / 2)
-    |   |                           a request, a command line, a config value;
-    |   |                           nothing was changed
-    |   +-- NotABlockDevice         a path that exists is no block device (400 / 2)
-    +-- NotFound                    the named thing does not exist        (404 / 1)
-    +-- Conflict                    valid, but not in the current state   (409 / 1)
-    +-- NotAcceptable               an API microversion we do not serve   (406 / 1)
-    +-- HttpError                   the API layer's own refusal: 401,  (its own / 1)
-    |                               404 for an unknown route, 405, 408,
-    |                               413, 414, 431, 503 (queue full)
+    +-- InvalidInput              (400 / 2) something malformed: a request, a
+    |   |                                   command line, a config value (the
+    |   |                                   daemon's start); nothing was changed
+    |   +-- NotABlockDevice       (400 / 2) a path that exists is no block
+    |                                       device (volumes/devices.py)
+    +-- NotFound                  (404 / 1) the named thing does not exist
+    +-- Conflict                  (409 / 1) valid, but not in the current state
+    +-- NotAcceptable             (406 / 1) an API microversion we do not serve
+    |                                       (api/microversion.py)
+    +-- HttpError             (its own / 1) the API layer's own refusal (api/):
+    |                                       401, 404 for an unknown route, 405,
+    |                                       408, 413, 414, 431, 503 (queue full)
     |
     |   -- the storage node --
-    +-- TargetError                 the kernel target refused or failed   (500 / 1)
-    |   +-- TargetUnavailable       no LIO here (configfs or modules missing)
-    +-- VolumeBackendError          lvm2 / the filesystem / sysfs failed  (500 / 1)
-    +-- ListenFailed                the daemon cannot bind or listen on   (500 / 1)
-    |                               its API address
+    +-- TargetError               (500 / 1) the kernel target refused or failed
+    |   |                                   (targets/)
+    |   +-- TargetUnavailable     (500 / 1) no LIO here (configfs or modules)
+    +-- VolumeBackendError        (500 / 1) lvm2, the filesystem or sysfs
+    |                                       failed (volumes/)
+    +-- ListenFailed              (500 / 1) the daemon's API address cannot be
+    |                                       bound or listened on (api/server.py)
     |
-    |   -- the host side (iscsiattach attach / detach) --
-    +-- StepFailed                  one attach or detach step failed;     (500 / 1)
-    |                               the message names the step
-    +-- DeviceMismatch              the device found is not the volume   (500 / 1)
-    |                               asked for (serial, WWN, size, ro)
-    +-- BrickError                  os-brick could not connect or         (500 / 1)
-    |                               disconnect, or found no initiator name
+    |   -- the host side: iscsiattach attach / detach (host/) --
+    +-- StepFailed                (500 / 1) one attach or detach step failed;
+    |                                       the message names the step
+    +-- DeviceMismatch            (500 / 1) the device found is not the volume
+    |                                       asked for (serial, WWN, size, ro)
+    +-- BrickError                (500 / 1) os-brick could not connect or
+    |                                       disconnect, or no initiator name
     |
-    |   -- the command-line client --
-    +-- CliError                    the client failed on its side of the  (500 / 1)
-    |                               wire: a token file it cannot read, a
-    |                               daemon it cannot reach or talk to (TLS,
-    |                               timeout, not HTTP), an oversized answer
-    +-- DaemonRefused               the daemon answered with an error     (500 / 1)
-                                    status that has no class above (401,
-                                    413, 500, ...); the message quotes it
+    |   -- the command-line client (cli/client.py) --
+    +-- CliError                  (500 / 1) this side of the wire failed: a
+    |                                       token file it cannot read, a daemon
+    |                                       it cannot reach or talk to (TLS,
+    |                                       timeout, not HTTP), an answer over
+    |                                       16 MiB
+    +-- DaemonRefused             (500 / 1) the daemon answered an error status
+                                            no class above stands for (401,
+                                            413, 500...); the message quotes it
 
-Exit status 2 means "the command line or configuration is wrong", as
-argparse's own usage errors; everything else that fails is 1. The classes
-of the last three sections never reach the HTTP API: their status says only
-what ``to_fault`` would answer if one ever did.
+Exit status 2 means "the command line or the configuration is wrong", as
+argparse's own usage errors; everything else that fails is 1. ListenFailed
+and the classes of the last two sections never reach the HTTP API: their
+status is what ``to_fault`` would answer if one ever did. None of the
+classes had to stay beside its raiser: this module imports nothing of the
+project, so no import cycle can pass through it.
 
 Messages are written for the person reading them and never contain a
 secret: code that handles secrets builds its messages from names only.
@@ -101,7 +108,8 @@ class NotAcceptable(IscsiAttachError):
 
 
 class HttpError(IscsiAttachError):
-    """An HTTP-level refusal made by the API layer itself (401, 405, 413, 415...)."""
+    """An HTTP-level refusal made by the API layer itself (401, 405, 413...):
+    the status is the one it carries, not the table's."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -95,7 +95,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("iscsiattach").strip()
         self.exit(EXIT_USAGE, f"{ERROR}{where + ': ' if where else ''}{one_line(message)} "
-                     f"(see {self.prog} --help)\n")
+                              f"(see {self.prog} --help)\n")
 
 
 def boolean(text: str) -> bool:
