@@ -35,12 +35,12 @@ from starlette.routing import Match, Route
 from iscsiattach.api import microversion as mv
 from iscsiattach.api import schemas
 from iscsiattach.api.auth import noauth_identity, token_matches
-from iscsiattach.api.faults import HttpError, fault_body, to_fault
+from iscsiattach.api.faults import fault_body, to_fault
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.logsafe import RefusalLimiter
 from iscsiattach.api.waiting import (MAX_REFUSAL_HOLD, MAX_UNAUTHENTICATED_WAIT, Cached, Pacer,
                                      RefusalHolds, WorkerPool)
-from iscsiattach.exception import InvalidInput
+from iscsiattach.exception import HttpError, InvalidInput
 from iscsiattach.secret import Secret
 
 LOG = logging.getLogger(__name__)

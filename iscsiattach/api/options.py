@@ -142,23 +142,16 @@ def check_tls_pair(cert: str, key: str) -> None:
         except OSError as exc:
             raise InvalidInput(f"[api] {option} {path} cannot be read: "
                                f"{exc.strerror}") from None
+
+    def no_passphrase() -> bytes:
+        # A passphrase would be asked for on a terminal the daemon has not got.
+        # (ssl passes what the callback raises through as it is.)
+        raise InvalidInput(f"[api] tls_key_file {key} is encrypted: the daemon needs "
+                           "a key without a passphrase (0600)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        # A passphrase would be asked for on a terminal the daemon has not got.
-        context.load_cert_chain(cert, key, password=_no_passphrase)
-    except _EncryptedKey:
-        raise InvalidInput(f"[api] tls_key_file {key} is encrypted: the daemon needs "
-                           "a key without a passphrase (0600)") from None
+        context.load_cert_chain(cert, key, password=no_passphrase)
     except ssl.SSLError as exc:
         raise InvalidInput(f"[api] tls_cert_file {cert} and tls_key_file {key} are not "
                            "a PEM certificate and its private key "
                            f"({exc.reason or exc.library or 'unreadable'})") from None
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_passphrase() -> bytes:
-    raise _EncryptedKey()
-

@@ -10,11 +10,10 @@ from __future__ import annotations
 from iscsiattach.api import microversion as mv
 from iscsiattach.api import openapi, schemas as sc, views
 from iscsiattach.api.app import Application, Auth, Operation, Request, Response
-from iscsiattach.api.faults import HttpError
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
 from iscsiattach.attachments.wiring import Services
-from iscsiattach.exception import InvalidInput
+from iscsiattach.exception import HttpError, InvalidInput
 
 UPDATED = "2026-11-25T00:00:00Z"
 _UNSUPPORTED_SOURCES = ("snapshot_id", "source_volid", "imageRef", "backup_id",

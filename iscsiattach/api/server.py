@@ -22,6 +22,7 @@ from iscsiattach.api.connections import (ConnectionLimiter, GuardedH11Protocol, 
                                          TlsFront)
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.listen import UnixListen, parse_listen, prepare_unix_socket
+from iscsiattach.exception import ListenFailed
 
 
 def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
@@ -104,7 +105,11 @@ class ApiServer:
                  key: str | None = None, limits: Limits | None = None) -> None:
         self.limits = (limits or Limits()).fitted_to_fd_limit()
         tls = tls_context(cert, key) if cert else None   # a bad file fails before bind
-        self.socket = bind(listen, port)
+        try:
+            self.socket = bind(listen, port)
+        except OSError as exc:      # only this says "cannot listen"; see cmd/daemon.py
+            where = listen if listen.startswith("unix:") else f"{listen} port {port}"
+            raise ListenFailed(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         self.server_address = self.socket.getsockname()
         self.server_port = self.server_address[1] if isinstance(self.server_address, tuple) else 0
         config = uvicorn.Config(

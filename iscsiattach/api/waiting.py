@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from iscsiattach.api.faults import HttpError
+from iscsiattach.exception import HttpError
 
 
 class WorkerPool:

@@ -1,4 +1,9 @@
-"""A small HTTP client for iscsiattachd (stdlib only), errors as CliError.
+"""A small HTTP client for iscsiattachd (stdlib only).
+
+Errors are the tree's (``iscsiattach.exception``): a bad command-line value
+is InvalidInput (exit 2), a failure on this side of the wire CliError, and
+an error answer of the daemon the class of its status (``Client.checked``,
+the one place a status becomes an exception on the client side).
 
 One transport for every URL form (http://, https://, unix:/path[:/v3]):
 http.client directly, never urllib, so no proxy named by the environment
@@ -15,18 +20,14 @@ import ssl
 import urllib.parse
 from typing import Any
 
+from iscsiattach.exception import CliError, InvalidInput, error_for_status
+
 DEFAULT_URL = "http://127.0.0.1:8776/v3"
 DEFAULT_TOKEN_FILE = "/var/lib/iscsiattach/api-token"
 # No answer of the API comes near this; a larger one is a wrong or hostile
 # server, and reading it would only fill memory.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 CACERT_HINT = "pass --cacert FILE (or set ISCSIATTACH_CACERT) with the daemon's certificate or its CA"
-
-
-class CliError(Exception):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def segment(value: str) -> str:
     """One path segment from the command line: percent-encoded, so an id
     like "../volumes" or "a?b" can never reach another resource."""
     if value in ("", ".", ".."):
-        raise CliError(f"invalid id {value!r}", exit_code=2)
+        raise InvalidInput(f"invalid id {value!r}")
     # surrogateescape: argv bytes that were not UTF-8 go out as they came in.
     return urllib.parse.quote(value, safe="", errors="surrogateescape")
 
@@ -148,8 +149,8 @@ def parse_url(url: str) -> Endpoint:
     return Endpoint(parts.scheme, host, port, "", api_path, api_path.rsplit("/v3", 1)[0])
 
 
-def _bad_url(url: str, why: str) -> CliError:
-    return CliError(f"invalid daemon URL {url!r}: {why}", exit_code=2)
+def _bad_url(url: str, why: str) -> InvalidInput:
+    return InvalidInput(f"invalid daemon URL {url!r}: {why}")
 
 
 def tls_context(cacert: str | None) -> ssl.SSLContext:
@@ -160,13 +161,11 @@ def tls_context(cacert: str | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cacert)
     except FileNotFoundError:
-        raise CliError(f"CA certificate file {cacert} does not exist", exit_code=2) from None
+        raise InvalidInput(f"CA certificate file {cacert} does not exist") from None
     except ssl.SSLError:
-        raise CliError(f"CA certificate file {cacert} holds no PEM certificate",
-                       exit_code=2) from None
+        raise InvalidInput(f"CA certificate file {cacert} holds no PEM certificate") from None
     except OSError as exc:
-        raise CliError(f"cannot read CA certificate file {cacert}: {exc.strerror}",
-                       exit_code=2) from None
+        raise InvalidInput(f"cannot read CA certificate file {cacert}: {exc.strerror}") from None
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -274,6 +273,15 @@ class Client:
             return self.call("GET", "/", root=True)[0] == 300
         except CliError:
             return False
+
+    def checked(self, answer: tuple[int, Any], *good: int) -> Any:
+        """The body of ``answer`` (a ``call``'s) when its status is one of
+        ``good``; else the error of that status (InvalidInput, NotFound...),
+        whose exit status the exception tree's table gives."""
+        status, body = answer
+        if status in good:
+            return body
+        raise error_for_status(status, self.refusal(status, body))
 
     def refusal(self, status: int, body: Any) -> str:
         """An error answer as one line; a 401 says which token was refused

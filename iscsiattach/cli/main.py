@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from iscsiattach.cli import host, output
-from iscsiattach.cli.client import DEFAULT_URL, Client, CliError, find_token, query, segment
+from iscsiattach.cli.client import DEFAULT_URL, Client, find_token, query, segment
+from iscsiattach.exception import EXIT_USAGE, InvalidInput, IscsiAttachError, exit_code
 from iscsiattach.host.initiator import local_initiator
 
 API_VERSION = "3.54"
@@ -93,8 +94,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("iscsiattach").strip()
-        self.exit(2, f"{ERROR}{where + ': ' if where else ''}{one_line(message)} "
-                     f"(see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{ERROR}{where + ': ' if where else ''}{one_line(message)} "
+                              f"(see {self.prog} --help)\n")
 
 
 def boolean(text: str) -> bool:
@@ -121,8 +122,8 @@ def add_connector_args(p: argparse.ArgumentParser) -> None:
 def connector(args: argparse.Namespace) -> dict[str, Any]:
     initiator = args.initiator or local_initiator()
     if not initiator:
-        raise CliError("no initiator: pass --initiator IQN (no /etc/iscsi/initiatorname.iscsi)",
-                       exit_code=2)
+        raise InvalidInput("no initiator: pass --initiator IQN "
+                           "(no /etc/iscsi/initiatorname.iscsi)")
     return {"initiator": initiator, "ip": args.ip, "host": args.host or socket.gethostname(),
             "platform": args.platform, "os_type": args.ostype, "multipath": args.multipath,
             "mountpoint": args.mountpoint}
@@ -187,12 +188,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, client: Client) -> str:
-    def ok(call: tuple[int, Any], *good: int) -> Any:
-        status, body = call
-        if status not in good:
-            raise CliError(client.refusal(status, body), 2 if status == 400 else 1)
-        return body
-
+    ok = client.checked         # an error answer raises the exception of its status
     fmt, secrets = args.format, args.show_secrets
     cmd = args.command
     if cmd in ("attach", "detach"):
@@ -269,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(args.url, token.value, API_VERSION, cacert=args.cacert,
                         unauthorized=token.unauthorized())
         text = run(args, client)
-    except CliError as exc:
+    except IscsiAttachError as exc:
         print(f"{ERROR}{one_line(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)       # the exception tree's table: 2 for bad input
     if text:
         print(text)
     return 0

@@ -25,7 +25,7 @@ from iscsiattach.api.server import ApiServer, make_server
 from iscsiattach.attachments.reconciler import run_periodically
 from iscsiattach.attachments.wiring import Services, build, lock_dir
 from iscsiattach.cmd import systemd
-from iscsiattach.exception import InvalidInput, IscsiAttachError
+from iscsiattach.exception import EXIT_FAILURE, InvalidInput, IscsiAttachError, exit_code
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.options import portals_from_conf
 from iscsiattach.volumes.options import backend_from_conf
@@ -140,25 +140,44 @@ def main(argv: list[str] | None = None) -> int:
         # Every value checked before LIO, the store or the token file is
         # touched: a bad one stops the start with one line and exit 2.
         warnings = conf.validate(config)
-    except (cfg.Error, InvalidInput) as exc:
-        print(f"iscsiattachd: {exc}", file=sys.stderr)
-        return 2
+    except cfg.Error as exc:                # oslo.config's own: a configuration error
+        return _failed(InvalidInput(str(exc)))
+    except IscsiAttachError as exc:
+        return _failed(exc)
     setup_logging(config.debug)
     for warning in warnings:
         LOG.warning("%s", warning)
     try:
         serve(config)
     except IscsiAttachError as exc:
+        # The exit status is the exception tree's: InvalidInput here is
+        # configuration too (a token file that is not the daemon's own): 2, as
+        # for the checks above; ListenFailed (bind or listen refused) is 1.
         LOG.error("%s", exc)
-        print(f"iscsiattachd: {exc}", file=sys.stderr)
-        # InvalidInput here is configuration too (a token file that is not
-        # the daemon's own): 2, as for the checks above.
-        return 2 if isinstance(exc, InvalidInput) else 1
+        return _failed(exc)
     except OSError as exc:
-        print(f"iscsiattachd: cannot listen on {config.api.listen}: {exc.strerror}",
-              file=sys.stderr)
-        return 1
+        # Not binding or listening (that is ListenFailed): the state
+        # directory, a lock, the store... The traceback says where.
+        LOG.error("stopped on an error of the system", exc_info=exc)
+        print(f"iscsiattachd: {os_error_text(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+def _failed(error: IscsiAttachError) -> int:
+    print(f"iscsiattachd: {error}", file=sys.stderr)
+    return exit_code(error)
+
+
+def os_error_text(exc: OSError) -> str:
+    """What failed, as a Unix tool says it: "PATH: reason", or the reason
+    and the error's kind when no file is involved."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{reason} ({type(exc).__name__})"
+    names = " -> ".join(os.fsdecode(f) if isinstance(f, bytes) else str(f)
+                        for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{names}: {reason}"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from iscsiattach.exception import Conflict, IscsiAttachError, NotFound
+from iscsiattach.exception import Conflict, IscsiAttachError, NotFound, StepFailed
 from iscsiattach.host import confirm as confirm_mod
 
 LOG = logging.getLogger(__name__)
@@ -48,10 +48,6 @@ class Brick(Protocol):
     def connect(self, connection_info: dict, multipath: bool) -> dict: ...
     def disconnect(self, connection_info: dict, device: dict, multipath: bool,
                    force: bool = False) -> None: ...
-
-
-class StepFailed(IscsiAttachError):
-    """One step of attach or detach failed; the message names it."""
 
 
 @dataclass

@@ -17,17 +17,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from iscsiattach.exception import IscsiAttachError
+from iscsiattach.exception import BrickError
 from iscsiattach.host.initiator import local_initiator
 from iscsiattach.host.node_record import node_records, write_node_secret, write_node_setting
 from iscsiattach.host.polling import first_look_waits
 from iscsiattach.host.sessions import iscsi_sessions
 
 _READY: set[str] = set()
-
-
-class BrickError(IscsiAttachError):
-    """os-brick could not connect or disconnect."""
 
 
 def setup(lock_path: str) -> None:

@@ -14,14 +14,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from iscsiattach.exception import IscsiAttachError
+from iscsiattach.exception import DeviceMismatch
 from iscsiattach.model import naa_wwn, unit_serial
 
 SYSFS = Path("/sys")
-
-
-class DeviceMismatch(IscsiAttachError):
-    """The device at hand is not the volume that was asked for."""
 
 
 @dataclass(frozen=True)

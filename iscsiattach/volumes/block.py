@@ -26,10 +26,10 @@ from __future__ import annotations
 import errno
 from collections.abc import Mapping, Sequence
 
-from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
+from iscsiattach.exception import InvalidInput, NotABlockDevice, NotFound, VolumeBackendError
 from iscsiattach.model import Backing, BackingKind, validate_volume_id
 from iscsiattach.volumes.base import GIB, Provisioned, VolumeBackend, validate_size_gib
-from iscsiattach.volumes.devices import DeviceNumber, HostDevices, NotABlockDevice
+from iscsiattach.volumes.devices import DeviceNumber, HostDevices
 
 OPTIONS = "[volumes] block_allowed_prefixes or block_allowed_devices"
 

@@ -18,15 +18,11 @@ import stat
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from iscsiattach.exception import InvalidInput
+from iscsiattach.exception import NotABlockDevice
 
 SECTOR = 512    # sysfs reports a device's size in 512-byte sectors, always
 
 StatFunction = Callable[[str], os.stat_result]
-
-
-class NotABlockDevice(InvalidInput):
-    """The path exists but is no block device (after following symlinks)."""
 
 
 class DeviceNumber(NamedTuple):
