@@ -12,6 +12,8 @@ from iscsiattach.api import openapi, schemas as sc, views
 from iscsiattach.api.app import Application, Auth, Operation, Request, Response
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
+from iscsiattach.attachments.attachment_service import AttachmentService
+from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.attachments.wiring import Services
 from iscsiattach.exception import HttpError, InvalidInput
 
@@ -38,43 +40,45 @@ def _versions(req: Request, status: int) -> Response:
 
 
 class Api:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(self, volume_service: VolumeService,
+                 attachment_service: AttachmentService) -> None:
+        self.volume_service, self.attachment_service = volume_service, attachment_service
 
     # -- attachments --------------------------------------------------------
     def attachment_create(self, req: Request) -> Response:
         body = req.json()["attachment"]
         connector = body.get("connector") or None      # {} or null: reserve only
-        att, info = self.s.attachments.create(body["volume_uuid"], body.get("instance_uuid"),
-                                              connector, mode=body.get("mode"))
+        att, info = self.attachment_service.create(body["volume_uuid"],
+                                                   body.get("instance_uuid"), connector,
+                                                   mode=body.get("mode"))
         return Response(200, {"attachment": views.attachment_detail(att, info)})
 
     def attachment_update(self, req: Request) -> Response:
         connector = req.json()["attachment"]["connector"]
-        att, info = self.s.attachments.update(req.params["id"], connector)
+        att, info = self.attachment_service.update(req.params["id"], connector)
         return Response(200, {"attachment": views.attachment_detail(att, info)})
 
     def attachment_action(self, req: Request) -> Response:
         if req.version < mv.ATTACH_COMPLETE:
             raise HttpError(404, "The resource could not be found.")
-        self.s.attachments.complete(req.params["id"])
+        self.attachment_service.complete(req.params["id"])
         return Response(204)
 
     def attachment_delete(self, req: Request) -> Response:
         try:
-            volume_id = self.s.attachments.show(req.params["id"]).volume_id
+            volume_id = self.attachment_service.show(req.params["id"]).volume_id
         except Exception:     # noqa: BLE001 - gone already: delete still succeeds
             volume_id = None
-        self.s.attachments.delete(req.params["id"])
-        left = self.s.attachments.list(volume_id) if volume_id else []
+        self.attachment_service.delete(req.params["id"])
+        left = self.attachment_service.list_attachments(volume_id) if volume_id else []
         return Response(200, {"attachments": [views.attachment_summary(a) for a in left]})
 
     def attachment_show(self, req: Request) -> Response:
-        att = self.s.attachments.show(req.params["id"])
+        att = self.attachment_service.show(req.params["id"])
         return Response(200, {"attachment": views.attachment_detail(att)})
 
     def attachment_list(self, req: Request, detail: bool = False) -> Response:
-        atts = self.s.attachments.list(req.arg("volume_id"))
+        atts = self.attachment_service.list_attachments(req.arg("volume_id"))
         wanted = req.arg("attach_status") or req.arg("status")
         if wanted:
             atts = [a for a in atts if a.status == wanted]
@@ -87,32 +91,34 @@ class Api:
         for key in _UNSUPPORTED_SOURCES:
             if body.get(key):
                 raise InvalidInput(f"{key} is not supported by this service")
-        vol = self.s.volumes.create(_size(body["size"]), body.get("name"),
-                                    body.get("multiattach") or False, body.get("source"))
+        vol = self.volume_service.create(_size(body["size"]), body.get("name"),
+                                         body.get("multiattach") or False, body.get("source"))
         return Response(202, {"volume": self._volume(req, vol)})
 
     def volume_show(self, req: Request) -> Response:
-        return Response(200, {"volume": self._volume(req, self.s.volumes.show(req.params["id"]))})
+        vol = self.volume_service.show(req.params["id"])
+        return Response(200, {"volume": self._volume(req, vol)})
 
     def volume_list(self, req: Request, detail: bool = False) -> Response:
-        vols = _page(req, self.s.volumes.list())
+        vols = _page(req, self.volume_service.list_volumes())
         if detail:
             return Response(200, {"volumes": [self._volume(req, v) for v in vols]})
         return Response(200, {"volumes": [views.volume_summary(
             v, views.volume_links(req.base_url, req.project, v.id)) for v in vols]})
 
     def volume_delete(self, req: Request) -> Response:
-        self.s.volumes.delete(req.params["id"])
+        self.volume_service.delete(req.params["id"])
         return Response(202)
 
     def volume_action(self, req: Request) -> Response:
         new_size = req.json()["os-extend"]["new_size"]
-        self.s.volumes.extend(req.params["id"], _size(new_size))
+        self.volume_service.extend(req.params["id"], _size(new_size))
         return Response(202)
 
     def _volume(self, req: Request, vol) -> dict:
         links = views.volume_links(req.base_url, req.project, vol.id)
-        return views.volume_detail(vol, self.s.attachments.list(vol.id), links, req.project)
+        return views.volume_detail(vol, self.attachment_service.list_attachments(vol.id), links,
+                                   req.project)
 
 
 def _page(req: Request, items: list) -> list:
@@ -178,7 +184,8 @@ def operations(api: "Api", metrics: Metrics, strategy: str) -> list[Operation]:
 def build_app(services: Services, auth: Auth, metrics: Metrics | None = None,
               limits: Limits | None = None) -> Application:
     metrics = metrics or Metrics(services.store)
-    ops = operations(Api(services), metrics, auth.strategy)
+    ops = operations(Api(services.volume_service, services.attachment_service), metrics,
+                     auth.strategy)
     document = openapi.document(ops)
     ops.append(Operation("openapi", "GET", "/openapi.json", lambda r: Response(200, document),
                          public=True, inline=True))

@@ -29,14 +29,14 @@ LOG = logging.getLogger(__name__)
 
 
 class AttachmentService:
-    def __init__(self, store: Store, converger: Converger, locks: VolumeLocks) -> None:
-        self.store, self.converger, self.locks = store, converger, locks
+    def __init__(self, store: Store, locks: VolumeLocks, converger: Converger) -> None:
+        self.store, self.locks, self.converger = store, locks, converger
 
     # -- queries --------------------------------------------------------------
     def show(self, attachment_id: str) -> Attachment:
         return self.store.attachment(parse_uuid(attachment_id, "attachment id"))
 
-    def list(self, volume_id: str | None = None) -> list[Attachment]:
+    def list_attachments(self, volume_id: str | None = None) -> list[Attachment]:
         return self.store.attachments(volume_id)
 
     # -- create / reserve -------------------------------------------------------

@@ -43,30 +43,31 @@ def grants_for(attachments: list[Attachment]) -> list[Grant]:
 
 
 class Converger:
-    def __init__(self, store: Store, target: TargetBackend, volumes: VolumeBackend,
+    def __init__(self, store: Store, target: TargetBackend, volume_backend: VolumeBackend,
                  portals: tuple[Portal, ...]) -> None:
-        self.store, self.target, self.volumes, self.portals = store, target, volumes, portals
+        self.store, self.target, self.portals = store, target, portals
+        self.volume_backend = volume_backend
 
     def other_locations(self, volume_id: str) -> dict[str, str]:
         """Volume id -> stored location of every other volume of the backend,
         for a backend that refuses a device another volume uses; {} (and no
         store read) for the others."""
-        if not self.volumes.needs_other_locations:
+        if not self.volume_backend.needs_other_locations:
             return {}
         return {v.id: v.location for v in self.store.volumes()
-                if v.id != volume_id and v.backend == self.volumes.name and v.location}
+                if v.id != volume_id and v.backend == self.volume_backend.name and v.location}
 
     def check_exportable(self, volume: Volume) -> None:
         """Refuse an export of what the volume's location leads to now (a
         registered device may since be mounted, or be another disk after a
         reboot). Before each export is made or repaired; not on a drift
         comparison, which must stay cheap."""
-        self.volumes.check_exportable(volume.location, self.other_locations(volume.id))
+        self.volume_backend.check_exportable(volume.location, self.other_locations(volume.id))
 
     def backing(self, volume: Volume) -> Backing:
         if not volume.location:
             raise Conflict(f"volume {volume.id} has no storage yet ({volume.status})")
-        return self.volumes.backing(volume.location, volume.size_gib)
+        return self.volume_backend.backing(volume.location, volume.size_gib)
 
     def desired(self, volume: Volume) -> Desired:
         grants = grants_for(self.store.attachments(volume.id))
@@ -82,7 +83,7 @@ class Converger:
             return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
         return self.target.drift(want.spec, want.grants)
 
-    def build(self, volume: Volume, attachments: list[Attachment]) -> bool:
+    def restore(self, volume: Volume, attachments: list[Attachment]) -> bool:
         """Export a volume of which LIO holds nothing (a restore after a
         reboot) from its store rows, without reading LIO first; True if an
         export was wanted. Should any of it be there after all, converge."""
@@ -91,7 +92,7 @@ class Converger:
             return False
         spec = ExportSpec(volume.id, self.backing(volume), self.portals)
         self.check_exportable(volume)
-        if not self.target.build(spec, grants):
+        if not self.target.restore_export(spec, grants):
             LOG.info("volume %s: already in LIO; converging it instead", volume.id)
             self.converge(volume)
         return True

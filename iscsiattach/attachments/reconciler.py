@@ -9,13 +9,13 @@ our prefix. Each repair is one log line without secrets.
 
 A restore: when LIO holds nothing under our prefix (after a reboot), there
 is nothing to compare, so each export is built straight from the store
-(``TargetBackend.build``: no drift reads, one LIO lock per volume), and a
-volume's status is written only if it changed. Should something of a volume
-appear meanwhile, build() refuses and that volume is converged as usual. In
-the daemon's first pass (exclusive: before it serves the API) volumes are
-restored by several threads: a build spends most of its time waiting in the
-kernel, and different volumes' builds share nothing but the backstore slot
-claim, which the target backend serializes.
+(``TargetBackend.restore_export``: no drift reads, one LIO lock per volume),
+and a volume's status is written only if it changed. Should something of a
+volume appear meanwhile, restore_export() refuses and that volume is
+converged as usual. In the daemon's first pass (exclusive: before it serves
+the API) volumes are restored by several threads: a restore spends most of
+its time waiting in the kernel, and different volumes' restores share nothing
+but the backstore slot claim, which the target backend serializes.
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.exception import NotFound
-from iscsiattach.store import Attachment, Volume
+from iscsiattach.store import Attachment, Store, Volume
+from iscsiattach.targets import TargetBackend
+from iscsiattach.volumes.base import VolumeBackend
 
 LOG = logging.getLogger(__name__)
 
@@ -78,10 +80,13 @@ class Report:
 
 
 class Reconciler:
-    def __init__(self, converger: Converger, volumes: VolumeService, locks: VolumeLocks,
+    def __init__(self, store: Store, locks: VolumeLocks, converger: Converger,
+                 target: TargetBackend, volume_backend: VolumeBackend,
+                 volume_service: VolumeService,
                  restore_workers: int = RESTORE_WORKERS) -> None:
-        self.converger, self.volumes, self.locks = converger, volumes, locks
-        self.store = converger.store
+        self.store, self.locks, self.converger = store, locks, converger
+        self.target, self.volume_backend = target, volume_backend
+        self.volume_service = volume_service
         self.restore_workers = restore_workers
 
     def run(self, exclusive: bool = False) -> Report:
@@ -93,7 +98,7 @@ class Reconciler:
         report = Report()
         # One walk of LIO per pass: it tells a restore, and names the orphans
         # (an export made during the pass belongs to a volume the store knows).
-        exports = self.converger.target.list_exports()
+        exports = self.target.list_exports()
         restoring = not exports
         if restoring:
             LOG.info("reconcile: LIO holds nothing of ours; building each export from the store")
@@ -177,7 +182,7 @@ class Reconciler:
         if vol.status in (st.CREATING, st.DELETING, st.EXTENDING):
             self._reconcile_volume(vol.id, report)      # a crash's leftovers: the full path
             return
-        if self.converger.build(vol, atts):
+        if self.converger.restore(vol, atts):
             report.drift_found += 1         # its target was missing
             report.volumes_repaired += 1
         # Written only if it changed: a write per volume is a commit per volume.
@@ -189,25 +194,25 @@ class Reconciler:
     def _resolve_interrupted(self, vol: Volume, report: Report) -> Volume | None:
         if vol.status == st.DELETING:
             LOG.warning("reconcile: finishing the deletion of volume %s", vol.id)
-            self.volumes.finish_delete(vol)
+            self.volume_service.finish_delete(vol)
             report.interrupted_resolved += 1
             return None
         if vol.status == st.CREATING:
             # The create was cut short: keep what the backend made, else forget it.
-            made = self.converger.volumes.provisioned(vol.id, vol.location) \
+            made = self.volume_backend.provisioned(vol.id, vol.location) \
                 if vol.location else None
             report.interrupted_resolved += 1
             if made is None:
                 LOG.warning("reconcile: volume %s was never made; removing its record", vol.id)
                 if vol.location:    # a create cut short may have left a partial behind
-                    self.converger.volumes.delete(vol.id, vol.location)
+                    self.volume_backend.delete(vol.id, vol.location)
                 self.store.remove_volume(vol.id)
                 return None
             LOG.warning("reconcile: finishing the creation of volume %s", vol.id)
             self.store.cas_volume(vol.id, [st.CREATING], status=st.AVAILABLE,
                                   size_gib=made.size_gib)
         elif vol.status == st.EXTENDING:
-            found = self.converger.volumes.provisioned(vol.id, vol.location)
+            found = self.volume_backend.provisioned(vol.id, vol.location)
             size = found.size_gib if found else vol.size_gib
             LOG.warning("reconcile: volume %s was being extended; now %d GiB", vol.id, size)
             self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=size)
@@ -229,7 +234,7 @@ class Reconciler:
                     pass
                 LOG.warning("reconcile: removing orphan export of unknown volume %s", volume_id)
                 failpoints.point("reconcile.before_orphan_removal")
-                self.converger.target.unexport(volume_id)
+                self.target.unexport(volume_id)
                 report.orphans_removed += 1
 
 

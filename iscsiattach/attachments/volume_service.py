@@ -12,7 +12,8 @@ from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, InvalidInput
 from iscsiattach.store import Store, Volume
-from iscsiattach.volumes.base import validate_size_gib
+from iscsiattach.targets import TargetBackend
+from iscsiattach.volumes.base import VolumeBackend, validate_size_gib
 
 LOG = logging.getLogger(__name__)
 MAX_NAME = 255
@@ -29,16 +30,17 @@ def validate_name(name: Any) -> str:
 
 
 class VolumeService:
-    def __init__(self, store: Store, converger: Converger, locks: VolumeLocks,
+    def __init__(self, store: Store, locks: VolumeLocks, converger: Converger,
+                 target: TargetBackend, volume_backend: VolumeBackend,
                  max_size_gib: int = 16384) -> None:
-        self.store, self.converger, self.locks = store, converger, locks
-        self.backend = converger.volumes
+        self.store, self.locks, self.converger = store, locks, converger
+        self.target, self.volume_backend = target, volume_backend
         self.max_size_gib = max_size_gib
 
     def show(self, volume_id: str) -> Volume:
         return self.store.volume(parse_uuid(volume_id, "volume id"))
 
-    def list(self) -> list[Volume]:
+    def list_volumes(self) -> list[Volume]:
         return self.store.volumes()
 
     def create(self, size_gib: Any, name: Any = None, multiattach: Any = False,
@@ -48,20 +50,20 @@ class VolumeService:
         if not isinstance(multiattach, bool):
             raise InvalidInput(f"multiattach must be true or false, not {multiattach!r}")
         vid = str(uuid.uuid4())
-        location = self.backend.location_for(vid, source)
+        location = self.volume_backend.location_for(vid, source)
         with self.locks.lock(vid):
             # Intent first, with the location: a crash while provisioning
             # leaves a "creating" row the reconciler can finish or clean up.
-            self.store.add_volume(id=vid, name=name, size_gib=size, backend=self.backend.name,
-                                  location=location, multiattach=multiattach,
-                                  status=st.CREATING)
+            self.store.add_volume(id=vid, name=name, size_gib=size,
+                                  backend=self.volume_backend.name, location=location,
+                                  multiattach=multiattach, status=st.CREATING)
             failpoints.point("volume_create.after_intent")
             try:
                 # The others are read after our intent is recorded: of two
                 # creates of one device at once, the later reader sees the
                 # earlier's row, so at most one of them registers it.
-                made = self.backend.create(vid, size, source,
-                                           others=self.converger.other_locations(vid))
+                made = self.volume_backend.create(vid, size, source,
+                                                  others=self.converger.other_locations(vid))
             except Exception:
                 self.store.remove_volume(vid)     # nothing was made: nothing to keep
                 raise
@@ -69,7 +71,8 @@ class VolumeService:
             if not self.store.cas_volume(vid, [st.CREATING], status=st.AVAILABLE,
                                          location=made.location, size_gib=made.size_gib):
                 raise Conflict(f"volume {vid} changed while it was being created")
-        LOG.info("volume %s created (%d GiB, %s)", vid, made.size_gib, self.backend.name)
+        LOG.info("volume %s created (%d GiB, %s)", vid, made.size_gib,
+                 self.volume_backend.name)
         return self.store.volume(vid)
 
     def extend(self, volume_id: str, new_size_gib: Any) -> Volume:
@@ -89,8 +92,8 @@ class VolumeService:
                 raise Conflict(f"volume {vol.id} changed while extending it; retry")
             failpoints.point("volume_extend.after_intent")
             try:
-                made = self.backend.extend(vol.id, vol.location, size,
-                                           others=self.converger.other_locations(vol.id))
+                made = self.volume_backend.extend(vol.id, vol.location, size,
+                                                  others=self.converger.other_locations(vol.id))
                 failpoints.point("volume_extend.after_backend")
                 self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=made.size_gib)
                 failpoints.point("volume_extend.after_size")
@@ -116,10 +119,10 @@ class VolumeService:
 
     def finish_delete(self, vol: Volume) -> None:
         """Remove export, data and record; safe to repeat after a crash."""
-        self.converger.target.unexport(vol.id)
+        self.target.unexport(vol.id)
         failpoints.point("volume_delete.after_unexport")
         if vol.location:
-            self.backend.delete(vol.id, vol.location)
+            self.volume_backend.delete(vol.id, vol.location)
             failpoints.point("volume_delete.after_backend")
         self.store.remove_volume(vol.id)
         LOG.info("volume %s deleted", vol.id)

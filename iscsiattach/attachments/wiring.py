@@ -5,14 +5,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from iscsiattach.attachments.attachment_service import AttachmentService
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.reconciler import RESTORE_WORKERS, Reconciler
-from iscsiattach.attachments.attachment_service import AttachmentService
 from iscsiattach.attachments.volume_service import VolumeService
+from iscsiattach.model import Portal
 from iscsiattach.store import Store
 from iscsiattach.targets import TargetBackend
-from iscsiattach.model import Portal
 from iscsiattach.volumes.base import VolumeBackend
 
 DB_NAME = "iscsiattach.sqlite"
@@ -22,9 +22,11 @@ DB_NAME = "iscsiattach.sqlite"
 class Services:
     store: Store
     locks: VolumeLocks
+    target: TargetBackend
+    volume_backend: VolumeBackend
     converger: Converger
-    volumes: VolumeService
-    attachments: AttachmentService
+    volume_service: VolumeService
+    attachment_service: AttachmentService
     reconciler: Reconciler
 
 
@@ -35,16 +37,23 @@ def lock_dir(state_path: str) -> str:
     return str(path)
 
 
-def build(state_path: str, target: TargetBackend, volume_backend: VolumeBackend,
-          portals: tuple[Portal, ...], max_size_gib: int = 16384,
-          restore_workers: int = RESTORE_WORKERS) -> Services:
+def wire_services(state_path: str, target: TargetBackend, volume_backend: VolumeBackend,
+                  portals: tuple[Portal, ...], max_size_gib: int = 16384,
+                  restore_workers: int = RESTORE_WORKERS, upgrade: bool = True) -> Services:
+    """The services over the store in ``state_path``, each handed what it
+    uses. ``upgrade`` False skips the migration run, for a database known to
+    be at head already (tests that copy one: the run costs more than the rest)."""
     Path(state_path).mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_path, 0o700)
     store = Store(os.path.join(state_path, DB_NAME))
-    store.upgrade()
+    if upgrade:
+        store.upgrade()
     locks = VolumeLocks(lock_dir(state_path))
     converger = Converger(store, target, volume_backend, portals)
-    volumes = VolumeService(store, converger, locks, max_size_gib)
-    return Services(store, locks, converger, volumes,
-                    AttachmentService(store, converger, locks),
-                    Reconciler(converger, volumes, locks, restore_workers))
+    volume_service = VolumeService(store, locks, converger, target, volume_backend,
+                                   max_size_gib)
+    attachment_service = AttachmentService(store, locks, converger)
+    reconciler = Reconciler(store, locks, converger, target, volume_backend, volume_service,
+                            restore_workers)
+    return Services(store, locks, target, volume_backend, converger, volume_service,
+                    attachment_service, reconciler)

@@ -23,7 +23,7 @@ from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import ApiServer, make_server
 from iscsiattach.attachments.reconciler import run_periodically
-from iscsiattach.attachments.wiring import Services, build, lock_dir
+from iscsiattach.attachments.wiring import Services, lock_dir, wire_services
 from iscsiattach.cmd import systemd
 from iscsiattach.exception import EXIT_FAILURE, InvalidInput, IscsiAttachError, exit_code
 from iscsiattach.targets.lio import LioBackend
@@ -52,15 +52,15 @@ def setup_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
 
 
-def build_services(config: cfg.ConfigOpts, lock_wait=None) -> Services:
+def services_from_conf(config: cfg.ConfigOpts, lock_wait=None) -> Services:
     state = config.state_path
     lio = LioBackend(prefix=config.lio.target_prefix, write_back=config.lio.fileio_write_back,
                      lock_path=lock_dir(state), lock_wait=lock_wait)
-    return build(state, lio, backend_from_conf(config), portals_from_conf(config),
-                 config.volumes.max_size_gib, config.reconciler.restore_workers)
+    return wire_services(state, lio, backend_from_conf(config), portals_from_conf(config),
+                         config.volumes.max_size_gib, config.reconciler.restore_workers)
 
 
-def build_auth(config: cfg.ConfigOpts) -> Auth:
+def auth_from_conf(config: cfg.ConfigOpts) -> Auth:
     api = config.api
     if api.auth_strategy == "noauth":
         api_auth.check_noauth_listen(api.listen)
@@ -70,9 +70,9 @@ def build_auth(config: cfg.ConfigOpts) -> Auth:
 
 
 def serve(config: cfg.ConfigOpts) -> None:
-    auth = build_auth(config)       # a refused auth setting changes nothing on disk
+    auth = auth_from_conf(config)       # a refused auth setting changes nothing on disk
     holder: dict[str, Metrics] = {}
-    services = build_services(config, lambda s: holder["m"].lio_lock_wait.observe(s))
+    services = services_from_conf(config, lambda s: holder["m"].lio_lock_wait.observe(s))
     metrics = holder["m"] = Metrics(services.store)
     # Exclusive: the API is not served yet, nothing else changes the store.
     report = services.reconciler.run(exclusive=True)

@@ -62,7 +62,7 @@ class TargetBackend(abc.ABC):
         """Create or repair the export of one volume (target, TPG, portals, LUN 0)."""
 
     @abc.abstractmethod
-    def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
+    def restore_export(self, spec: ExportSpec, grants: list[Grant]) -> bool:
         """Create the export and the grants' ACLs where nothing of this volume
         exists (a restore after a reboot), without first reading what is there.
         The result is what export() then authorize() of each grant would make.

@@ -66,11 +66,11 @@ class FakeBackend(TargetBackend):
             tgt.tpg_enabled = True
             return self.export_info(spec)
 
-    def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
+    def restore_export(self, spec: ExportSpec, grants: list[Grant]) -> bool:
         with self._lock:
             if self.exists(spec.volume_id):
                 return False
-            self.calls.append("build")
+            self.calls.append("restore_export")
             check_backing(spec.backing)
             self.storage_objects[spec.name] = FakeStorageObject(
                 spec.backing, unit_serial(spec.volume_id))

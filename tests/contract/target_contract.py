@@ -219,13 +219,14 @@ class TargetContract:
         backend.authorize(exported.volume_id, grant)
         assert backend.drift(exported, [grant]) == []
 
-    # -- build (a restore where nothing of the volume exists) --------------------
-    def test_build_makes_what_export_and_authorize_make(self, backend, spec, make_backing):
+    # -- restore_export (where nothing of the volume exists) --------------------
+    def test_restore_export_makes_what_export_and_authorize_make(self, backend, spec,
+                                                                 make_backing):
         grants = [Grant(INITIATOR, chap()),
                   Grant(OTHER, chap("user-b", "secret-b-0123456789", mutual_userid="tgt-b",
                                     mutual_password=Secret("mutual-b-0123456789")),
                         read_only=True)]
-        assert backend.build(spec, grants) is True
+        assert backend.restore_export(spec, grants) is True
         built = backend.inspect(spec.volume_id)
         assert backend.drift(spec, grants) == []
         twin = ExportSpec(str(uuid.uuid4()), make_backing(), spec.portals)
@@ -239,22 +240,22 @@ class TargetContract:
         assert built.unit_serial == spec.volume_id and built.lun0_backing == spec.backing
         assert spec.volume_id in backend.list_exports()
 
-    def test_build_changes_nothing_where_the_volume_has_anything(self, backend, tamper,
-                                                                 exported):
+    def test_restore_export_changes_nothing_where_the_volume_has_anything(
+            self, backend, tamper, exported):
         grant = Grant(INITIATOR, chap())
         before = backend.inspect(exported.volume_id)
-        assert backend.build(exported, [grant]) is False
+        assert backend.restore_export(exported, [grant]) is False
         assert backend.inspect(exported.volume_id) == before
         tamper.remove_target_only(exported.volume_id)      # its storage object is left
-        assert backend.build(exported, [grant]) is False
+        assert backend.restore_export(exported, [grant]) is False
         assert backend.inspect(exported.volume_id) is None
 
-    def test_build_with_a_missing_backing_refused_and_nothing_made(self, backend):
+    def test_restore_export_with_a_missing_backing_refused_and_nothing_made(self, backend):
         vid = str(uuid.uuid4())
         spec = ExportSpec(vid, Backing(BackingKind.FILE, f"/nonexistent/{vid}", 1 << 20),
                           (PORTAL,))
         with pytest.raises(InvalidInput, match="does not exist"):
-            backend.build(spec, [Grant(INITIATOR, chap())])
+            backend.restore_export(spec, [Grant(INITIATOR, chap())])
         assert vid not in backend.list_exports() and not backend.exists(vid)
 
     # -- deauthorize / unexport ---------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.wiring import Services, build, lock_dir
+from iscsiattach.attachments.wiring import Services, lock_dir, wire_services
 from iscsiattach.attachments.connection import new_chap
 from iscsiattach.model import ExportSpec, Grant, Portal
 from iscsiattach.targets.lio import LioBackend
@@ -53,17 +53,17 @@ class Outside:
     def __init__(self, state: Path, volumes_dir: Path) -> None:
         self.state, self.volumes_dir = state, volumes_dir
         self.lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(state)))
-        self.svc: Services = build(str(state), self.lio, FileBackend(str(volumes_dir)),
-                                   PORTALS)
+        self.svc: Services = wire_services(str(state), self.lio, FileBackend(str(volumes_dir)),
+                                           PORTALS)
 
     # -- setups, done directly with the services (inert fault points here) ----
     def volume(self, multiattach: bool = False) -> str:
-        return self.svc.volumes.create(1, f"crash-{uuid.uuid4().hex[:8]}", multiattach).id
+        return self.svc.volume_service.create(1, f"crash-{uuid.uuid4().hex[:8]}", multiattach).id
 
     def attach(self, vid: str, tag: str, complete: bool = True) -> str:
-        att, _ = self.svc.attachments.create(vid, str(uuid.uuid4()), connector(tag))
+        att, _ = self.svc.attachment_service.create(vid, str(uuid.uuid4()), connector(tag))
         if complete:
-            self.svc.attachments.complete(att.id)
+            self.svc.attachment_service.complete(att.id)
         return att.id
 
     def orphan_export(self) -> str:
@@ -246,7 +246,7 @@ def s_reserve(ctx: Ctx, crash) -> list[str]:
 
 def s_update(ctx: Ctx, crash) -> list[str]:
     vid = ctx.outside.volume()
-    att = ctx.outside.svc.attachments.create(vid, str(uuid.uuid4()))[0].id
+    att = ctx.outside.svc.attachment_service.create(vid, str(uuid.uuid4()))[0].id
     ctx.held.add(att)
     conn = connector(uuid.uuid4().hex[:8])
     req = ("PUT", f"/attachments/{att}", {"attachment": {"connector": conn}})

@@ -74,7 +74,7 @@ def test_kill_9_during_a_burst_then_restart_state_and_lio_agree(daemon):
     restart the store and LIO agree and every client retry converges."""
     import threading
 
-    from iscsiattach.attachments.wiring import build, lock_dir
+    from iscsiattach.attachments.wiring import lock_dir, wire_services
     from iscsiattach.targets.lio import LioBackend
     from iscsiattach.volumes.file import FileBackend
 
@@ -114,8 +114,8 @@ def test_kill_9_during_a_burst_then_restart_state_and_lio_agree(daemon):
     daemon.stop()
     # The store and LIO agree, checked from outside the daemon.
     lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(daemon.state)))
-    svc = build(str(daemon.state), lio, FileBackend(str(daemon.state.parent / "x")),
-                (Portal("127.0.0.1"),))
+    svc = wire_services(str(daemon.state), lio, FileBackend(str(daemon.state.parent / "x")),
+                        (Portal("127.0.0.1"),))
     for vid in vids:
         vol = svc.store.volume(vid)
         assert vol.status == "available", vol

@@ -77,7 +77,7 @@ def _ids_sharing_first_slots(prefix: str, pairs: int) -> list[tuple[str, str]]:
     return found
 
 
-def test_builds_in_threads_each_take_a_slot_of_their_own(backend, make_backing, tamper):
+def test_restores_in_threads_each_take_a_slot_of_their_own(backend, make_backing, tamper):
     """A restore builds exports side by side; the one thing they share is the
     choice of backstore slot, and volumes whose slots collide get different ones."""
     grant = Grant("iqn.2004-10.com.example:threads",
@@ -86,7 +86,7 @@ def test_builds_in_threads_each_take_a_slot_of_their_own(backend, make_backing, 
     ids = [vid for pair in pairs for vid in pair] + [str(uuid.uuid4()) for _ in range(10)]
     specs = [ExportSpec(vid, make_backing(8 << 20), (Portal("127.0.0.1"),)) for vid in ids]
     with ThreadPoolExecutor(8) as pool:
-        built = list(pool.map(lambda spec: backend.build(spec, [grant]), specs))
+        built = list(pool.map(lambda spec: backend.restore_export(spec, [grant]), specs))
     assert built == [True] * len(specs)
     slots = {vid: tamper.storage_object_slot(vid) for vid in ids}
     assert len(set(slots.values())) == len(ids)

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from iscsiattach.attachments.wiring import build, lock_dir
+from iscsiattach.attachments.wiring import lock_dir, wire_services
 from iscsiattach.exception import Conflict
 from iscsiattach.model import Portal
 from iscsiattach.targets.lio import LioBackend
@@ -69,8 +69,8 @@ class TpgWatch(Sampler):
 @pytest.fixture
 def services(tmp_path, scratch_fs, backend):
     lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(tmp_path / "state")))
-    return build(str(tmp_path / "state"), lio, FileBackend(str(scratch_fs / "matrix")),
-                 (PORTAL,))
+    return wire_services(str(tmp_path / "state"), lio, FileBackend(str(scratch_fs / "matrix")),
+                         (PORTAL,))
 
 
 @pytest.fixture
@@ -104,10 +104,10 @@ def discovered(initiator: str) -> set[str]:
 
 def test_login_refusal_matrix(services, ifaces, results_dir):
     me = initiator_name()
-    vol, other_vol, ro_vol = (services.volumes.create(1) for _ in range(3))
+    vol, other_vol, ro_vol = (services.volume_service.create(1) for _ in range(3))
     nodes: list[Node] = []
     with TpgWatch() as watch:
-        att, info = services.attachments.create(vol.id, str(uuid.uuid4()), connector(me))
+        att, info = services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(me))
         cases = {
             "wrong CHAP secret": try_login(info, secret="WrongSecret0123456"),
             "wrong CHAP user": try_login(info, user="not-" + info["auth_username"]),
@@ -122,7 +122,7 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         # A second initiator on a non-multiattach volume: refused by the
         # service, and its login with the first one's credentials fails.
         with pytest.raises(Conflict):
-            services.attachments.create(vol.id, str(uuid.uuid4()), connector(OTHER))
+            services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(OTHER))
         ok, node = try_login(info, iface=ifaces[OTHER])
         nodes.append(node)
         assert not ok, "a second initiator logged in to a non-multiattach volume"
@@ -133,14 +133,14 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         assert ok, "the attachment's own initiator could not log in"
 
         # SendTargets shows each initiator only what it may see.
-        services.attachments.create(other_vol.id, str(uuid.uuid4()), connector(OTHER))
+        services.attachment_service.create(other_vol.id, str(uuid.uuid4()), connector(OTHER))
         assert discovered(me) == {info["target_iqn"]}
         assert discovered(OTHER) == {f"{PREFIX}volume-{other_vol.id}"}
         assert discovered(STRANGER) == set()
 
         # Writes on a read-only attachment are refused by the target.
-        _, ro_info = services.attachments.create(ro_vol.id, str(uuid.uuid4()),
-                                                 connector(me, "ro"))
+        _, ro_info = services.attachment_service.create(ro_vol.id, str(uuid.uuid4()),
+                                                        connector(me, "ro"))
         ok, ro_node = try_login(ro_info)
         nodes.append(ro_node)
         assert ok
@@ -152,7 +152,7 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         ro_node.delete()
 
         # After its attachment is deleted, the initiator is out at once.
-        services.attachments.delete(att.id)
+        services.attachment_service.delete(att.id)
         assert wait_for(lambda: mine.session_state() != "LOGGED_IN", 30)
         mine.logout()
         assert mine.login().returncode != 0, "login accepted after the attachment was deleted"

@@ -236,15 +236,15 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
     spelled, is a 400 with Cinder's fault body, and nothing is recorded."""
     from iscsiattach.api.routes import build_app
     from iscsiattach.api.app import Auth
-    from iscsiattach.attachments.wiring import build
+    from iscsiattach.attachments.wiring import wire_services
     from iscsiattach.secret import Secret
     from iscsiattach.model import Portal
     from iscsiattach.targets.fake import FakeBackend
     from tests.functional.conftest import PREFIX
     from tests.unit.api_client import Client
     dev, _ = loop_device
-    services = build(str(tmp_path / "state"), FakeBackend(prefix=PREFIX),
-                     BlockBackend(ANY_DEV), (Portal("127.0.0.1"),))
+    services = wire_services(str(tmp_path / "state"), FakeBackend(prefix=PREFIX),
+                             BlockBackend(ANY_DEV), (Portal("127.0.0.1"),))
     try:
         api = Client(build_app(services, Auth("token", Secret("t" * 43))), "t" * 43)
         first = api.post("/v3/volumes", {"volume": {"size": 1, "source": dev}})
@@ -263,26 +263,26 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
 
 def test_block_connect_refused_once_the_device_is_mounted(backend, loop_device, tmp_path):
     """Real LIO: a registered device mounted since is never exported."""
-    from iscsiattach.attachments.wiring import build, lock_dir
+    from iscsiattach.attachments.wiring import lock_dir, wire_services
     from iscsiattach.model import Portal
     from iscsiattach.targets.lio import LioBackend
     from tests.functional.conftest import PREFIX
     dev, _ = loop_device
     state = tmp_path / "state"
     lio = LioBackend(prefix=PREFIX, lock_path=lock_dir(str(state)))
-    services = build(str(state), lio, BlockBackend(ANY_DEV), (Portal("127.0.0.1"),))
+    services = wire_services(str(state), lio, BlockBackend(ANY_DEV), (Portal("127.0.0.1"),))
     try:
-        vol = services.volumes.create(1, source=dev)
+        vol = services.volume_service.create(1, source=dev)
         sh("mkfs.ext4", "-q", "-F", dev)
         with mounted(dev, tmp_path / "mnt") as mnt:
             conn = {"initiator": "iqn.2004-10.com.example:refused", "ip": "127.0.0.1",
                     "host": "guest", "platform": "x86_64", "os_type": "linux",
                     "multipath": False}
             with pytest.raises(InvalidInput, match=f"it is mounted at {mnt}$"):
-                services.attachments.create(vol.id, str(uuid.uuid4()), conn)
+                services.attachment_service.create(vol.id, str(uuid.uuid4()), conn)
             assert lio.inspect(vol.id) is None, "a mounted device was exported"
             with pytest.raises(InvalidInput, match=f"it is mounted at {mnt}$"):
-                services.volumes.extend(vol.id, 4)
+                services.volume_service.extend(vol.id, 4)
     finally:
         services.store.close()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.attachments.wiring import build
+from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
@@ -18,6 +18,6 @@ def fake_target():
 
 @pytest.fixture
 def services(tmp_path, fake_target):
-    return build(str(tmp_path / "state"), fake_target,
-                 FileBackend(str(tmp_path / "state" / "volumes")),
-                 (Portal("127.0.0.1"),), max_size_gib=100)
+    return wire_services(str(tmp_path / "state"), fake_target,
+                         FileBackend(str(tmp_path / "state" / "volumes")),
+                         (Portal("127.0.0.1"),), max_size_gib=100)

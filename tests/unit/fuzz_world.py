@@ -26,14 +26,9 @@ from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.app import Auth
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.desired import Converger, connected
-from iscsiattach.attachments.locks import VolumeLocks
-from iscsiattach.attachments.reconciler import Reconciler
-from iscsiattach.attachments.attachment_service import AttachmentService
-from iscsiattach.attachments.wiring import DB_NAME, Services, build, lock_dir
-from iscsiattach.attachments.volume_service import VolumeService
+from iscsiattach.attachments.desired import connected
+from iscsiattach.attachments.wiring import DB_NAME, Services, wire_services
 from iscsiattach.secret import Secret
-from iscsiattach.store import Store
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeAcl, FakeBackend, FakeStorageObject, FakeTarget
 from iscsiattach.volumes.base import GIB
@@ -90,17 +85,10 @@ class World:
 
 
 def services_over(root: str, fake: FakeBackend, upgrade: bool) -> Services:
-    """``services.build`` without the migration run when the database is
-    a copy of one at head already (it costs more than the rest together)."""
-    if upgrade:
-        return build(root, fake, FileBackend(os.path.join(root, "volumes")), PORTALS,
-                     max_size_gib=MAX_SIZE_GIB)
-    store = Store(os.path.join(root, DB_NAME))
-    locks = VolumeLocks(lock_dir(root))
-    converger = Converger(store, fake, FileBackend(os.path.join(root, "volumes")), PORTALS)
-    vols = VolumeService(store, converger, locks, MAX_SIZE_GIB)
-    return Services(store, locks, converger, vols, AttachmentService(store, converger, locks),
-                    Reconciler(converger, vols, locks))
+    """The services; ``upgrade`` False when the database is a copy of one at
+    head already (the migration run costs more than the rest together)."""
+    return wire_services(root, fake, FileBackend(os.path.join(root, "volumes")), PORTALS,
+                         max_size_gib=MAX_SIZE_GIB, upgrade=upgrade)
 
 
 def make_app(services: Services, strategy: str = "token"):
@@ -117,24 +105,24 @@ def seed(root: str) -> World:
     s = services_over(root, fake, upgrade=True)
     w = World(root, fake, s)
     a, b, c, _ = INITIATORS
-    vols = [s.volumes.create(1, "plain"), s.volumes.create(2, "reserved"),
-            s.volumes.create(1, "in-use"), s.volumes.create(1, "shared", multiattach=True),
-            s.volumes.create(3, "attaching"), s.volumes.create(1, "broken"),
-            s.volumes.create(1, "error-attaching")]
+    create = s.volume_service.create
+    vols = [create(1, "plain"), create(2, "reserved"), create(1, "in-use"),
+            create(1, "shared", multiattach=True), create(3, "attaching"), create(1, "broken"),
+            create(1, "error-attaching")]
     w.refs.update({f"vol{i}": v.id for i, v in enumerate(vols)})
     inst = [str(uuid.UUID(int=i + 1)) for i in range(8)]
     att = []
-    att.append(s.attachments.create(vols[1].id, inst[0])[0])
-    att.append(s.attachments.create(vols[2].id, inst[1], connector(a))[0])
-    s.attachments.complete(att[-1].id)
-    att.append(s.attachments.create(vols[3].id, inst[2], connector(a))[0])
-    s.attachments.complete(att[-1].id)
-    att.append(s.attachments.create(vols[3].id, inst[3], connector(b), mode="ro")[0])
-    att.append(s.attachments.create(vols[4].id, inst[4], connector(c))[0])
-    gone = s.attachments.create(vols[0].id, inst[5])[0]
-    s.attachments.delete(gone.id)
+    att.append(s.attachment_service.create(vols[1].id, inst[0])[0])
+    att.append(s.attachment_service.create(vols[2].id, inst[1], connector(a))[0])
+    s.attachment_service.complete(att[-1].id)
+    att.append(s.attachment_service.create(vols[3].id, inst[2], connector(a))[0])
+    s.attachment_service.complete(att[-1].id)
+    att.append(s.attachment_service.create(vols[3].id, inst[3], connector(b), mode="ro")[0])
+    att.append(s.attachment_service.create(vols[4].id, inst[4], connector(c))[0])
+    gone = s.attachment_service.create(vols[0].id, inst[5])[0]
+    s.attachment_service.delete(gone.id)
     att.append(gone)
-    att.append(s.attachments.create(vols[6].id, inst[6])[0])
+    att.append(s.attachment_service.create(vols[6].id, inst[6])[0])
     s.store.cas_attachment(att[-1].id, [st.A_RESERVED], status=st.A_ERROR_ATTACHING)
     s.store.cas_volume(vols[5].id, None, status=st.ERROR)
     w.refs.update({f"att{i}": x.id for i, x in enumerate(att)})

@@ -125,7 +125,7 @@ def test_requests_without_the_token_refused_and_change_nothing(app, services, to
     client = Client(app, token)
     reply = client.post("/v3/volumes", {"volume": {"size": 1}})
     assert reply.status == 401 and "unauthorized" in reply.body
-    assert services.volumes.list() == []
+    assert services.volume_service.list_volumes() == []
 
 
 @pytest.mark.parametrize("path,body,status", [
@@ -146,7 +146,8 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(api, services, path, body,
     assert reply.status == status, reply.body
     (fault,) = reply.body.values()
     assert fault["code"] == status and fault["message"]
-    assert services.volumes.list() == [] and services.attachments.list() == []
+    assert services.volume_service.list_volumes() == []
+    assert services.attachment_service.list_attachments() == []
 
 
 def test_malformed_and_oversized_bodies(api):
@@ -176,7 +177,7 @@ def test_noauth_accepts_user_project_tokens(services):
 def test_unexpected_errors_are_a_generic_500(api, services, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail that must not leak")
-    monkeypatch.setattr(services.volumes, "list", boom)
+    monkeypatch.setattr(services.volume_service, "list_volumes", boom)
     reply = api.get("/v3/volumes")
     assert reply.status == 500 and "computeFault" in reply.body
     assert "internal detail" not in str(reply.body)

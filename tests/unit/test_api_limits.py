@@ -246,12 +246,12 @@ def test_silent_and_stalled_tls_clients_lock_nobody_out(services, tmp_path):
 def test_busy_workers_give_503_with_retry_after(services, monkeypatch):
     """One worker, one queued: a third operation at once is refused, not queued."""
     gate = threading.Event()
-    real = services.volumes.list
+    real = services.volume_service.list_volumes
 
     def slow_list():
         gate.wait(10)
         return real()
-    monkeypatch.setattr(services.volumes, "list", slow_list)
+    monkeypatch.setattr(services.volume_service, "list_volumes", slow_list)
     with serving(services) as srv:
         replies: list[bytes] = []
         threads = [threading.Thread(target=lambda: replies.append(

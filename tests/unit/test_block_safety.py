@@ -15,7 +15,7 @@ import pytest
 
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.app import Auth
-from iscsiattach.attachments.wiring import build
+from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.secret import Secret
 from iscsiattach.model import Portal
@@ -313,8 +313,8 @@ def block_services(tmp_path, host, fake_target, monkeypatch):
     # The fake target checks a backing on the real filesystem, as LIO
     # would; here the devices are the pretend host's.
     monkeypatch.setattr(fake_module, "check_backing", lambda backing: host.stat(backing.path))
-    services = build(str(tmp_path / "state"), fake_target, host.backend(),
-                     (Portal("127.0.0.1"),), max_size_gib=100)
+    services = wire_services(str(tmp_path / "state"), fake_target, host.backend(),
+                             (Portal("127.0.0.1"),), max_size_gib=100)
     yield services
     services.store.close()
 
@@ -322,37 +322,37 @@ def block_services(tmp_path, host, fake_target, monkeypatch):
 @pytest.mark.parametrize("spelling", ["/dev/./vdb", "/dev//vdb", "/dev/shm/vdb"])
 def test_the_service_refuses_a_second_volume_on_one_device(block_services, host, spelling):
     host.link("/dev/shm/vdb", "/dev/vdb")
-    first = block_services.volumes.create(1, source="/dev/vdb")
+    first = block_services.volume_service.create(1, source="/dev/vdb")
     with pytest.raises(InvalidInput, match=f"already registered: it is volume {first.id}"):
-        block_services.volumes.create(1, source=spelling)
-    assert block_services.volumes.list() == [first], "a refusal records nothing"
+        block_services.volume_service.create(1, source=spelling)
+    assert block_services.volume_service.list_volumes() == [first], "a refusal records nothing"
 
 
 def test_the_service_refuses_a_device_in_use(block_services, host):
     host.mount("/dev/vdc1", "/boot/efi")
     with pytest.raises(InvalidInput, match="mounted at /boot/efi"):
-        block_services.volumes.create(1, source="/dev/vdc")
-    assert block_services.volumes.list() == []
+        block_services.volume_service.create(1, source="/dev/vdc")
+    assert block_services.volume_service.list_volumes() == []
 
 
 def test_a_connect_is_refused_once_the_device_is_in_use(block_services, host, fake_target):
-    vol = block_services.volumes.create(1, source="/dev/vdb")
+    vol = block_services.volume_service.create(1, source="/dev/vdb")
     host.mount("/dev/vdb", "/mnt")
     with pytest.raises(InvalidInput, match="mounted at /mnt"):
-        block_services.attachments.create(vol.id, instance(), connector())
+        block_services.attachment_service.create(vol.id, instance(), connector())
     assert fake_target.inspect(vol.id) is None, "exported a device in use"
     with pytest.raises(InvalidInput, match="mounted at /mnt"):
-        block_services.volumes.extend(vol.id, 5)
-    assert block_services.volumes.show(vol.id).size_gib == 4
+        block_services.volume_service.extend(vol.id, 5)
+    assert block_services.volume_service.show(vol.id).size_gib == 4
 
 
 def test_a_restore_does_not_export_a_path_that_now_leads_to_another_volume(
         block_services, host, fake_target):
-    first = block_services.volumes.create(1, source=host.link("/dev/disk/by-id/d1",
-                                                              "/dev/vdb"))
-    second = block_services.volumes.create(1, source="/dev/vdc")
+    first = block_services.volume_service.create(
+        1, source=host.link("/dev/disk/by-id/d1", "/dev/vdb"))
+    second = block_services.volume_service.create(1, source="/dev/vdc")
     for vol in (first, second):
-        block_services.attachments.create(vol.id, instance(), connector())
+        block_services.attachment_service.create(vol.id, instance(), connector())
         fake_target.unexport(vol.id)              # a reboot
     host.remove("/dev/disk/by-id/d1")
     host.link("/dev/disk/by-id/d1", "/dev/vdc")   # ... after which d1 is vdc
@@ -390,9 +390,9 @@ def test_host_devices_reads_procfs_escapes_and_missing_swaps(host):
 
 def test_messages_name_no_volume_secret(block_services, host):
     """Refusals name paths, device numbers and volume ids only."""
-    vol = block_services.volumes.create(1, source="/dev/vdb")
-    att, info = block_services.attachments.create(vol.id, instance(), connector())
+    vol = block_services.volume_service.create(1, source="/dev/vdb")
+    att, info = block_services.attachment_service.create(vol.id, instance(), connector())
     with pytest.raises(InvalidInput) as e:
-        block_services.volumes.create(1, source="/dev/vdb")
+        block_services.volume_service.create(1, source="/dev/vdb")
     assert info["auth_password"].reveal() not in str(e.value)
     assert uuid.UUID(vol.id) and vol.id in str(e.value)

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from iscsiattach import failpoints
-from iscsiattach.attachments.wiring import build
+from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
@@ -19,8 +19,8 @@ PREFIX = "iqn.2010-10.org.iscsiattach.unit:"
 
 
 def _services(tmp_path):
-    return build(str(tmp_path / "state"), FakeBackend(prefix=PREFIX),
-                 FileBackend(str(tmp_path / "volumes")), (Portal("127.0.0.1"),))
+    return wire_services(str(tmp_path / "state"), FakeBackend(prefix=PREFIX),
+                         FileBackend(str(tmp_path / "volumes")), (Portal("127.0.0.1"),))
 
 
 def _killed_at(point: str, tmp_path, code: str) -> None:
@@ -40,7 +40,7 @@ def _killed_at(point: str, tmp_path, code: str) -> None:
 def test_volume_create_killed_before_its_file_is_linked_leaves_no_temporary_file(tmp_path):
     """Found by the crash tests: a kill between the temporary file and its
     link left a full-size sparse .tmp-*.img in the volume directory forever."""
-    _killed_at("file_backend.after_temp_file", tmp_path, "svc.volumes.create(1, 'cut')")
+    _killed_at("file_backend.after_temp_file", tmp_path, "svc.volume_service.create(1, 'cut')")
     volumes = tmp_path / "volumes"
     assert [n for n in os.listdir(volumes) if n.startswith(".tmp-")], "no leftover to clean"
     svc = _services(tmp_path)
@@ -54,13 +54,13 @@ def test_volume_create_killed_before_its_file_is_linked_leaves_no_temporary_file
 
 def test_volume_delete_removes_temporary_files_of_its_own_volume_only(tmp_path):
     svc = _services(tmp_path)
-    vol = svc.volumes.create(1, "kept")
+    vol = svc.volume_service.create(1, "kept")
     volumes = tmp_path / "volumes"
     mine = volumes / f".tmp-volume-{vol.id}-abc123.img"
     mine.touch()
     other = volumes / ".tmp-volume-00000000-0000-4000-8000-000000000000-abc123.img"
     other.touch()
-    svc.volumes.delete(vol.id)
+    svc.volume_service.delete(vol.id)
     assert sorted(os.listdir(volumes)) == [other.name]
 
 

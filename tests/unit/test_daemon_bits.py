@@ -41,7 +41,7 @@ def test_noauth_on_a_public_address_refuses_to_start(tmp_path, capsys):
                     "auth_strategy = noauth\n")
     config = daemon.load_config(["--config-file", str(conf)])
     with pytest.raises(Exception, match="noauth needs a loopback"):
-        daemon.build_auth(config)
+        daemon.auth_from_conf(config)
     assert daemon.main(["--config-file", str(conf)]) == 2      # a configuration error
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["iscsiattachd: [api] auth_strategy noauth needs a loopback address or "

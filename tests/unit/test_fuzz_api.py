@@ -181,14 +181,14 @@ def block_api():
     """The app over the block backend (registers existing devices under /dev/,
     configured so: by default it allows none):
     the one backend where a request body names a path on this machine."""
-    from iscsiattach.attachments.wiring import build
+    from iscsiattach.attachments.wiring import wire_services
     from iscsiattach.targets.fake import FakeBackend
     from iscsiattach.volumes.block import BlockBackend
     from tests.unit.fuzz_world import PORTALS, PREFIX, make_app
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="iscsiattach-fuzz-block-", dir=base) as tmp:
-        services = build(os.path.join(tmp, "state"), FakeBackend(prefix=PREFIX),
-                         BlockBackend(["/dev/"]), PORTALS, max_size_gib=100)
+        services = wire_services(os.path.join(tmp, "state"), FakeBackend(prefix=PREFIX),
+                                 BlockBackend(["/dev/"]), PORTALS, max_size_gib=100)
         yield services, make_app(services)
         services.store.close()
 
@@ -213,7 +213,7 @@ def register(block_api, source) -> int:
         check_fault_shape(ans)
         assert services.store.volumes() == before
     else:       # a real device of this machine: registered, never written; forget it
-        services.volumes.delete(json.loads(ans.data)["volume"]["id"])
+        services.volume_service.delete(json.loads(ans.data)["volume"]["id"])
     return ans.status
 
 

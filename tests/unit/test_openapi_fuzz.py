@@ -14,7 +14,7 @@ from iscsiattach.api.app import Auth
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.attachments.wiring import build
+from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.secret import Secret
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
@@ -29,10 +29,10 @@ SCALE = int(os.environ.get("ISCSIATTACH_FUZZ_SCALE", "1"))
 def world():
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="iscsiattach-openapi-", dir=base) as tmp:
-        services = build(os.path.join(tmp, "state"),
-                         FakeBackend(prefix="iqn.2010-10.org.iscsiattach.openapi:"),
-                         FileBackend(os.path.join(tmp, "state", "volumes")),
-                         (Portal("127.0.0.1"),), max_size_gib=4)
+        services = wire_services(os.path.join(tmp, "state"),
+                                 FakeBackend(prefix="iqn.2010-10.org.iscsiattach.openapi:"),
+                                 FileBackend(os.path.join(tmp, "state", "volumes")),
+                                 (Portal("127.0.0.1"),), max_size_gib=4)
         metrics = Metrics(services.store)
         metrics.reconciled(services.reconciler.run())
         metrics.ready = True                # as the daemon, after its first reconcile

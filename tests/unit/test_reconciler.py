@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from iscsiattach.attachments.wiring import build
+from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.exception import TargetError
 from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal
 from iscsiattach.targets.fake import FakeTarget
@@ -16,11 +16,11 @@ from tests.unit.test_attachments import A, B, connector, instance
 
 
 def _two_attached(services):
-    vol = services.volumes.create(1, multiattach=True)
+    vol = services.volume_service.create(1, multiattach=True)
     infos = []
     for initiator in (A, B):
-        att, info = services.attachments.create(vol.id, instance(), connector(initiator))
-        services.attachments.complete(att.id)
+        att, info = services.attachment_service.create(vol.id, instance(), connector(initiator))
+        services.attachment_service.complete(att.id)
         infos.append(info)
     return vol, infos
 
@@ -67,8 +67,8 @@ def test_orphans_of_ours_removed_foreign_left(services, fake_target, tmp_path):
 
 
 def test_export_without_connected_attachment_is_removed(services, fake_target):
-    vol = services.volumes.create(1)
-    att, _ = services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    att, _ = services.attachment_service.create(vol.id, instance(), connector())
     services.store.cas_attachment(att.id, ["attaching"], status="detached")   # crash mid-delete
     report = services.reconciler.run()
     assert report.volumes_repaired == 1 and fake_target.inspect(vol.id) is None
@@ -77,28 +77,28 @@ def test_export_without_connected_attachment_is_removed(services, fake_target):
 
 
 def test_interrupted_connect_is_finished(services, fake_target):
-    vol = services.volumes.create(1)
-    att, info = services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    att, info = services.attachment_service.create(vol.id, instance(), connector())
     fake_target.unexport(vol.id)               # crashed before the kernel was touched
     services.reconciler.run()
     assert fake_target.inspect(vol.id).acls[A].chap.password == info["auth_password"]
-    _, again = services.attachments.update(att.id, connector())   # the client's retry
+    _, again = services.attachment_service.update(att.id, connector())   # the client's retry
     assert again == info
 
 
 def test_interrupted_volume_operations_resolved(services):
-    made = services.volumes.create(1)                  # storage exists: finished
+    made = services.volume_service.create(1)                  # storage exists: finished
     services.store.cas_volume(made.id, None, status="creating")
-    never = services.volumes.create(1)                 # storage never came: forgotten
-    services.volumes.backend.delete(never.id, never.location)
+    never = services.volume_service.create(1)                 # storage never came: forgotten
+    services.volume_backend.delete(never.id, never.location)
     services.store.cas_volume(never.id, None, status="creating")
-    deleting = services.volumes.create(1)
+    deleting = services.volume_service.create(1)
     services.store.cas_volume(deleting.id, None, status="deleting")
-    extending = services.volumes.create(1)
+    extending = services.volume_service.create(1)
     services.store.cas_volume(extending.id, None, status="extending")
     report = services.reconciler.run()
     assert report.interrupted_resolved == 4
-    assert [v.id for v in services.volumes.list()] == [made.id, extending.id]
+    assert [v.id for v in services.volume_service.list_volumes()] == [made.id, extending.id]
     assert services.store.volume(made.id).status == "available"
     assert services.store.volume(extending.id).status == "available"
     assert not __import__("os").path.exists(deleting.location)
@@ -106,16 +106,17 @@ def test_interrupted_volume_operations_resolved(services):
 
 def test_a_volume_being_created_is_not_touched_by_the_reconciler(services, monkeypatch):
     import threading
-    real = services.volumes.backend.create
+    real = services.volume_backend.create
     started, release = threading.Event(), threading.Event()
 
     def slow_create(vid, size, source=None, others=None):
         started.set()
         release.wait(10)
         return real(vid, size, source, others)
-    monkeypatch.setattr(services.volumes.backend, "create", slow_create)
+    monkeypatch.setattr(services.volume_backend, "create", slow_create)
     result = {}
-    creator = threading.Thread(target=lambda: result.setdefault("vol", services.volumes.create(1)))
+    creator = threading.Thread(
+        target=lambda: result.setdefault("vol", services.volume_service.create(1)))
     creator.start()
     assert started.wait(10)
     reconcile = threading.Thread(target=lambda: result.setdefault("report",
@@ -181,7 +182,7 @@ def test_a_restore_builds_each_export_without_reading_lio(services, fake_target,
     monkeypatch.setattr(fake_target, "inspect", lambda vid: inspected.append(vid) or
                         real_inspect(vid))
     report = services.reconciler.run(exclusive=True)
-    assert fake_target.calls == ["build"] * 3 and inspected == []
+    assert fake_target.calls == ["restore_export"] * 3 and inspected == []
     assert {v.id: real_inspect(v.id) for v in vols} == before
     assert (report.volumes_repaired, report.drift_found, report.statuses_fixed) == (3, 3, 0)
     assert services.reconciler.run().changed == 0        # the next pass finds no drift
@@ -225,7 +226,7 @@ def test_a_restore_converges_what_appeared_meanwhile(services, fake_target, monk
                         lambda: real_list() if listed.append(1) or len(listed) > 1 else [])
     fake_target.calls.clear()
     services.reconciler.run()
-    assert fake_target.calls[0] == "export" and "build" not in fake_target.calls
+    assert fake_target.calls[0] == "export" and "restore_export" not in fake_target.calls
     assert services.converger.drift(services.store.volume(vol.id)) == []
     assert fake_target.inspect(vol.id).acls[B].chap.password == infos[1]["auth_password"]
 
@@ -249,10 +250,10 @@ def test_a_restore_reads_each_volume_under_its_lock(services, fake_target, monke
     assert set(fake_target.inspect(vol.id).acls) == {A}
 
 
-def _record_builds(services, fake_target, monkeypatch, hook=None):
-    """Wraps build(): who built what, and whether the volume's lock was held."""
+def _record_restores(services, fake_target, monkeypatch, hook=None):
+    """Wraps restore_export(): who restored what, and whether the volume's lock was held."""
     held, seen = set(), []
-    real_lock, real_build = services.locks.lock, fake_target.build
+    real_lock, real_restore = services.locks.lock, fake_target.restore_export
 
     @contextlib.contextmanager
     def lock(volume_id):
@@ -263,13 +264,13 @@ def _record_builds(services, fake_target, monkeypatch, hook=None):
             finally:
                 held.discard(volume_id)
 
-    def build(spec, grants):
+    def restore_export(spec, grants):
         seen.append((spec.volume_id, threading.current_thread().name, spec.volume_id in held))
         if hook:
             hook(spec.volume_id)
-        return real_build(spec, grants)
+        return real_restore(spec, grants)
     monkeypatch.setattr(services.locks, "lock", lock)
-    monkeypatch.setattr(fake_target, "build", build)
+    monkeypatch.setattr(fake_target, "restore_export", restore_export)
     return seen
 
 
@@ -281,15 +282,15 @@ def test_a_first_pass_restores_volumes_side_by_side(services, fake_target, monke
 
     def hook(volume_id):
         if volume_id in (vols[0].id, vols[1].id):
-            two_at_once.wait()      # breaks (an error) unless both build at once
+            two_at_once.wait()      # breaks (an error) unless both restore at once
         if volume_id == vols[2].id:
             raise TargetError("the kernel said no")
-    seen = _record_builds(services, fake_target, monkeypatch, hook)
+    seen = _record_restores(services, fake_target, monkeypatch, hook)
     report = services.reconciler.run(exclusive=True)
     assert [e.split(":")[0] for e in report.errors] == [f"volume {vols[2].id}"]
     assert (report.volumes_checked, report.volumes_repaired) == (6, 5)
     assert sorted(vid for vid, _, _ in seen) == sorted(v.id for v in vols)
-    assert all(locked for _, _, locked in seen), "a build ran without its volume's lock"
+    assert all(locked for _, _, locked in seen), "a restore ran without its volume's lock"
     assert len({thread for _, thread, _ in seen}) > 1
     assert all(thread.startswith("restore") for _, thread, _ in seen)
     assert {v.id: fake_target.inspect(v.id) for v in vols if v != vols[2]} == \
@@ -301,12 +302,12 @@ def test_a_first_pass_restores_volumes_side_by_side(services, fake_target, monke
 @pytest.mark.parametrize("workers,exclusive", [(1, True), (4, False)])
 def test_a_restore_runs_in_this_thread_unless_exclusive_with_workers(
         tmp_path, fake_target, monkeypatch, workers, exclusive):
-    services = build(str(tmp_path / "state"), fake_target,
-                     FileBackend(str(tmp_path / "state" / "volumes")),
-                     (Portal("127.0.0.1"),), max_size_gib=100, restore_workers=workers)
+    services = wire_services(str(tmp_path / "state"), fake_target,
+                             FileBackend(str(tmp_path / "state" / "volumes")),
+                             (Portal("127.0.0.1"),), max_size_gib=100, restore_workers=workers)
     for _ in range(3):
         _two_attached(services)
     _reboot(fake_target)
-    seen = _record_builds(services, fake_target, monkeypatch)
+    seen = _record_restores(services, fake_target, monkeypatch)
     assert services.reconciler.run(exclusive=exclusive).volumes_repaired == 3
     assert {thread for _, thread, _ in seen} == {threading.current_thread().name}

@@ -266,7 +266,7 @@ def test_token_file_through_a_symlink_refused_before_the_store(start, tmp_path,
                                                                 monkeypatch):
     def touched(*_a, **_k):
         raise AssertionError("the store or LIO was touched")
-    monkeypatch.setattr(daemon, "build_services", touched)
+    monkeypatch.setattr(daemon, "services_from_conf", touched)
     monkeypatch.setattr(daemon, "serve", REAL_SERVE)
     (tmp_path / "etc" / "real-token").write_text("t" * 40)
     os.chmod(tmp_path / "etc" / "real-token", 0o600)

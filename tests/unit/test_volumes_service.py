@@ -14,54 +14,54 @@ from tests.unit.test_attachments import connector, instance
 
 
 def test_create_list_show_delete(services, tmp_path):
-    vol = services.volumes.create(2, name="db", multiattach=True)
+    vol = services.volume_service.create(2, name="db", multiattach=True)
     assert (vol.status, vol.size_gib, vol.multiattach, vol.backend) == \
         ("available", 2, True, "file")
     assert os.path.getsize(vol.location) == 2 << 30
-    assert [v.id for v in services.volumes.list()] == [vol.id]
-    assert services.volumes.show(vol.id) == vol
-    services.volumes.delete(vol.id)
+    assert [v.id for v in services.volume_service.list_volumes()] == [vol.id]
+    assert services.volume_service.show(vol.id) == vol
+    services.volume_service.delete(vol.id)
     assert not os.path.exists(vol.location)
     with pytest.raises(NotFound):
-        services.volumes.show(vol.id)
+        services.volume_service.show(vol.id)
 
 
 @pytest.mark.parametrize("size", [0, -1, 101, 1.5, "1", True, None])
 def test_bad_sizes_refused_and_nothing_made(services, size):
     with pytest.raises(InvalidInput):
-        services.volumes.create(size)
-    assert services.volumes.list() == []
+        services.volume_service.create(size)
+    assert services.volume_service.list_volumes() == []
 
 
 def test_bad_names_and_flags_refused(services):
     with pytest.raises(InvalidInput):
-        services.volumes.create(1, name="x" * 256)
+        services.volume_service.create(1, name="x" * 256)
     with pytest.raises(InvalidInput):
-        services.volumes.create(1, name="bad\nname")
+        services.volume_service.create(1, name="bad\nname")
     with pytest.raises(InvalidInput):
-        services.volumes.create(1, multiattach="yes")
-    assert services.volumes.list() == []
+        services.volume_service.create(1, multiattach="yes")
+    assert services.volume_service.list_volumes() == []
 
 
 def test_delete_refused_while_attached(services):
-    vol = services.volumes.create(1)
-    att, _ = services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    att, _ = services.attachment_service.create(vol.id, instance(), connector())
     with pytest.raises(Conflict, match="attachments"):
-        services.volumes.delete(vol.id)
-    services.attachments.delete(att.id)
-    services.volumes.delete(vol.id)
+        services.volume_service.delete(vol.id)
+    services.attachment_service.delete(att.id)
+    services.volume_service.delete(vol.id)
 
 
 def test_extend_grows_and_refreshes_a_connected_lun(services, fake_target):
-    vol = services.volumes.create(1)
-    services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    services.attachment_service.create(vol.id, instance(), connector())
     assert fake_target.inspect(vol.id).lun0_backing.size == 1 << 30
-    vol = services.volumes.extend(vol.id, 3)
+    vol = services.volume_service.extend(vol.id, 3)
     assert vol.size_gib == 3 and vol.status == "attaching"
     assert fake_target.inspect(vol.id).lun0_backing.size == 3 << 30
     with pytest.raises(InvalidInput):
-        services.volumes.extend(vol.id, 2)
-    again = services.volumes.extend(vol.id, 3)          # a retry: already done
+        services.volume_service.extend(vol.id, 2)
+    again = services.volume_service.extend(vol.id, 3)          # a retry: already done
     assert again.size_gib == 3 and again.status == "attaching"
 
 
@@ -83,8 +83,8 @@ def test_store_migrates_an_empty_database(tmp_path):
 
 
 def test_state_files_are_private(services, tmp_path):
-    vol = services.volumes.create(1)
-    services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    services.attachment_service.create(vol.id, instance(), connector())
     for root, dirs, files in os.walk(tmp_path / "state"):
         for d in dirs:
             assert stat.S_IMODE(os.stat(os.path.join(root, d)).st_mode) & 0o077 == 0, d
@@ -96,8 +96,8 @@ def test_state_files_are_private(services, tmp_path):
 
 
 def test_data_survives_a_new_store_object(services, tmp_path):
-    vol = services.volumes.create(1)
-    att, info = services.attachments.create(vol.id, instance(), connector())
+    vol = services.volume_service.create(1)
+    att, info = services.attachment_service.create(vol.id, instance(), connector())
     again = Store(str(services.store.path))
     assert again.volume(vol.id) == services.store.volume(vol.id)
     assert again.attachment(att.id).chap_secret == info["auth_password"]

@@ -4,7 +4,7 @@ host before the VM boots (Python runs ~25x faster there).
 ``python -m benchlib.populate STATE_DIR N SPARE VOLUME_DIR``: N volumes each
 with one completed attachment (its own initiator and CHAP secret), plus
 SPARE available volumes for the benchmark's own attachments. It goes
-through the real service (iscsiattach.attachments.wiring.build) over the
+through the real services (attachments.wiring.wire_services) over the
 in-memory fake target, so the store is exactly what the daemon writes; the
 daemon's first reconcile then builds those N exports in LIO. VOLUME_DIR is
 the guest path of the volume files; their sparse files are made again in
@@ -20,7 +20,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from iscsiattach.attachments.wiring import DB_NAME, build
+from iscsiattach.attachments.wiring import DB_NAME, wire_services
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
@@ -34,16 +34,16 @@ VOLUME_DIR = str(WORK / "mnt" / "ours")   # the guest's path (ext4 scratch)
 def populate(state: Path, n: int, spare: int, volume_dir: str) -> dict:
     if state.exists():
         shutil.rmtree(state)
-    svc = build(str(state), FakeBackend(prefix=PREFIX_OURS), FileBackend(volume_dir),
-                (Portal("127.0.0.1"),))
+    svc = wire_services(str(state), FakeBackend(prefix=PREFIX_OURS), FileBackend(volume_dir),
+                        (Portal("127.0.0.1"),))
     for i in range(n):
-        vid = svc.volumes.create(1, f"fill-{i}").id
+        vid = svc.volume_service.create(1, f"fill-{i}").id
         connector = {"initiator": f"iqn.1994-05.com.example:fill-{i:05d}", "ip": "192.0.2.1",
                      "host": f"fill-{i}", "platform": "x86_64", "os_type": "linux2",
                      "multipath": False}
-        att, _ = svc.attachments.create(vid, str(uuid.uuid4()), connector)
-        svc.attachments.complete(att.id)
-    spares = [svc.volumes.create(1, f"spare-{i}").id for i in range(spare)]
+        att, _ = svc.attachment_service.create(vid, str(uuid.uuid4()), connector)
+        svc.attachment_service.complete(att.id)
+    spares = [svc.volume_service.create(1, f"spare-{i}").id for i in range(spare)]
     svc.store.close()
     info = {"n": n, "spares": spares}
     (state.parent / f"{state.name}.json").write_text(json.dumps(info))

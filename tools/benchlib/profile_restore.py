@@ -23,7 +23,7 @@ from benchlib.lio_cleanup import cleanup
 
 
 def main() -> None:
-    from iscsiattach.attachments.wiring import build
+    from iscsiattach.attachments.wiring import wire_services
     from iscsiattach.model import Portal
     from iscsiattach.targets.lio import LioBackend
     from iscsiattach.volumes.file import FileBackend
@@ -33,7 +33,8 @@ def main() -> None:
         shutil.copytree(Path(sys.argv[1]), state)
         print("volume files:", populate.make_volume_files(state), flush=True)
         lio = LioBackend(prefix=PREFIX_OURS, write_back=True, lock_path=str(state / "locks"))
-        svc = build(str(state), lio, FileBackend(str(mnt / "ours")), (Portal("127.0.0.1"),))
+        svc = wire_services(str(state), lio, FileBackend(str(mnt / "ours")),
+                            (Portal("127.0.0.1"),))
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         try:

@@ -168,7 +168,7 @@ class LioBackend(TargetBackend):
             failpoints.point("lio.export.before_enable")
             tpg.enable = True
 
-    def build(self, spec: ExportSpec, grants: list[Grant]) -> bool:
+    def restore_export(self, spec: ExportSpec, grants: list[Grant]) -> bool:
         """The export and its ACLs where LIO holds nothing of this volume (a
         restore after a reboot), written straight from the spec: none of the
         reads that converging does (each configfs read costs about as much as
