@@ -31,6 +31,7 @@ from iscsiattach.host.attach import GIB, HostSide
 from iscsiattach.host.confirm import Expected, confirm
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import checksum_io
+from tests.support.scratch import make_ext4, mount_image
 
 MNT = Path("/tmp/iscsiattach-persist")     # the guest's / is read-only; /tmp is not
 VOLUMES = 3
@@ -38,12 +39,10 @@ DATA = 4 << 20
 
 
 def mount(image: Path) -> None:
+    """The image outlives the reboot: made on the first boot only."""
     if not image.exists():
-        with open(image, "wb") as f:
-            f.truncate(4 << 30)
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    MNT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(MNT)], check=True)
+        make_ext4(image, 4 << 30)
+    mount_image(image, MNT)
 
 
 def daemon() -> Daemon:
