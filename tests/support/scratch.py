@@ -36,7 +36,7 @@ def mount_image(image: Path, mnt: Path) -> Path:
 def mount_scratch(root: Path, size: int) -> Path:
     """A new ext4 of ``size`` bytes mounted at ``root``/mnt (its image
     ``root``/scratch.ext4); left mounted: see scratch_fs for a scoped one."""
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     return mount_image(make_ext4(root / "scratch.ext4", size), root / "mnt")
 
 
