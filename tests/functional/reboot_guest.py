@@ -32,6 +32,7 @@ from iscsiattach.host.confirm import Expected, confirm
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import checksum_io
 from tests.support.scratch import make_ext4, mount_image
+from tests.support.wait import wait_for
 
 MNT = Path("/tmp/iscsiattach-persist")     # the guest's / is read-only; /tmp is not
 VOLUMES = 3
@@ -120,16 +121,20 @@ def restart_iscsid() -> None:
 
 
 def device_of(target_iqn: str, timeout: float = 60) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for s in Path("/sys/class/iscsi_session").glob("session*"):
-            if (s / "targetname").read_text().strip() != target_iqn:
-                continue
-            for block in s.glob("device/target*/*:0/block/*"):
-                if os.path.exists(f"/dev/{block.name}"):
-                    return f"/dev/{block.name}"
-        time.sleep(0.2)
-    raise AssertionError(f"no device for {target_iqn} after the re-login")
+    dev = wait_for(lambda: _device(target_iqn), timeout, 0.2)
+    if not dev:
+        raise AssertionError(f"no device for {target_iqn} after the re-login")
+    return dev
+
+
+def _device(target_iqn: str) -> str | None:
+    for s in Path("/sys/class/iscsi_session").glob("session*"):
+        if (s / "targetname").read_text().strip() != target_iqn:
+            continue
+        for block in s.glob("device/target*/*:0/block/*"):
+            if os.path.exists(f"/dev/{block.name}"):
+                return f"/dev/{block.name}"
+    return None
 
 
 def write_json(path: Path, value) -> None:
