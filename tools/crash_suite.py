@@ -25,6 +25,7 @@ from tests.functional.crash import SCENARIOS, Ctx, Outside, cleanup, run_scenari
 from tests.functional.crash_load import Worker, held_ids  # noqa: E402
 from tests.functional.daemon import Daemon, call  # noqa: E402
 from tests.functional.forkserver import ForkServer  # noqa: E402
+from tests.support.scratch import mount_scratch  # noqa: E402
 
 
 class Results:
@@ -144,8 +145,7 @@ def main() -> int:
     deadline = time.monotonic() + args.minutes * 60
     results = Path(os.environ.get("ISCSIATTACH_RESULTS", "/tmp"))
     root = Path(os.environ.get("ISCSIATTACH_CRASH_DIR", "/tmp/iscsiattach-crash"))
-    scratch = root / "mnt"
-    _scratch_fs(root, scratch)
+    scratch = mount_scratch(root, 8 << 30)
     res = Results(results / "crash-suite.json")
     server = ForkServer()
     daemon = Daemon(root / "state", scratch / "volumes", forkserver=server)
@@ -167,17 +167,6 @@ def main() -> int:
     for point, n in out["by_point"].items():
         print(f"  {point}: {n}")
     return 1 if out["failures"] else 0
-
-
-def _scratch_fs(root: Path, mnt: Path) -> None:
-    """ext4 for the volume files: asynchronous fileio needs direct I/O (not tmpfs)."""
-    import subprocess
-    mnt.mkdir(parents=True, exist_ok=True)
-    image = root / "scratch.ext4"
-    with open(image, "wb") as f:
-        f.truncate(8 << 30)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
 
 
 if __name__ == "__main__":

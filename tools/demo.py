@@ -10,17 +10,19 @@ no session left; the volume deleted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import mmap
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-from iscsiattach.cli.client import Client
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests.support
+from tests.support.blockio import checksum_io  # noqa: E402
+from tests.support.daemon import Config, Daemon, DaemonFailed, block_backend  # noqa: E402
+from tests.support.scratch import loop_device, sparse_file  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PORT = 8776
@@ -47,59 +49,35 @@ def cli_json(*args: str) -> dict | list:
     return out
 
 
-def checksum_io(dev: str, nbytes: int, data: bytes | None = None) -> str:
-    """Write data (when given) or read nbytes with direct I/O; sha256 of it."""
-    buf = mmap.mmap(-1, nbytes)                  # page aligned, for O_DIRECT
-    fd = os.open(dev, (os.O_RDWR if data else os.O_RDONLY) | os.O_DIRECT)
-    try:
-        if data:
-            buf[:] = data
-            os.pwritev(fd, [buf], 0)
-            os.fsync(fd)
-        else:
-            os.preadv(fd, [buf], 0)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(buf).hexdigest()
-
-
 def sessions() -> str:
     res = subprocess.run(["iscsiadm", "-m", "session"], capture_output=True, text=True)
     return res.stdout.strip()
 
 
-def start_daemon(work: Path, device: str) -> subprocess.Popen:
+def daemon_for(work: Path, device: str) -> Daemon:
     """iscsiattachd over the block backend, allowed to register ``device`` only."""
-    conf = work / "iscsiattach.conf"
-    conf.write_text(f"[DEFAULT]\nstate_path = {work}/state\n[api]\nport = {PORT}\n"
-                    f"[volumes]\nbackend = block\nblock_allowed_devices = {device}\n"
-                    "[lio]\nportals = 127.0.0.1\n")
-    log = open(work / "iscsiattachd.log", "w")
-    proc = subprocess.Popen([str(BIN / "iscsiattachd"), "--config-file", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    client = Client(f"http://127.0.0.1:{PORT}/v3", None, "3.54", timeout=1)
-    end = time.monotonic() + 600        # a cold, busy TCG guest imports slowly
-    while time.monotonic() < end:
-        if client.serving():
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError((work / "iscsiattachd.log").read_text())
-        time.sleep(0.2)
-    raise RuntimeError("iscsiattachd did not start")
+    return Daemon(Config(work / "state", PORT, block_backend(device)),
+                  log_path=work / "iscsiattachd.log", config_path=work / "iscsiattach.conf")
 
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="iscsiattach-demo-"))
-    image = work / "disk.img"
-    with open(image, "wb") as f:
-        f.truncate(1 << 30)
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                          capture_output=True, text=True).stdout.strip()
     os.environ["ISCSIATTACH_TOKEN_FILE"] = str(work / "state" / "api-token")
     os.environ["ISCSIATTACH_HOST_STATE"] = str(work / "host")
-    daemon = vid = None
+    with ExitStack() as stack:
+        stack.callback(step, "stopped iscsiattachd; cleaned up")
+        loop = stack.enter_context(loop_device(sparse_file(work / "disk.img", 1 << 30)))
+        return demo(work, loop)
+
+
+def demo(work: Path, loop: str) -> int:
+    """The daemon up, the operator's steps, everything made removed; 0 when
+    the data came back the same, the read-only attachment refused writes
+    and no session was left."""
+    daemon = daemon_for(work, loop)
+    vid = None
     try:
-        daemon = start_daemon(work, loop)
+        daemon.start()
         step(f"iscsiattachd ready on 127.0.0.1:{PORT} (token in {work}/state/api-token, 0600)")
         vid = cli_json("volume-create", "1", "--name", "demo", "--source", loop)["id"]
         step(f"volume {vid}: 1 GiB on {loop}")
@@ -130,18 +108,15 @@ def main() -> int:
         cli("volume-delete", vid)
         vid = None
         return 0 if same and refused and not left else 1
-    except (RuntimeError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:
+    except (RuntimeError, DaemonFailed, subprocess.CalledProcessError,
+            json.JSONDecodeError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
         if vid is not None:
             subprocess.run([str(BIN / "iscsiattach"), "detach", vid, "--force"])
             subprocess.run([str(BIN / "iscsiattach"), "volume-delete", vid])
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(30)
-        subprocess.run(["losetup", "-d", loop], check=False)
-        step("stopped iscsiattachd; cleaned up")
+        daemon.stop()
 
 
 if __name__ == "__main__":

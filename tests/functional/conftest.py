@@ -21,6 +21,7 @@ from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm
 from tests.functional.logwindow import LogWindow, iscsid_log
+from tests.support import scratch
 
 PREFIX = "iqn.2010-10.org.iscsiattach.test:"
 SCRATCH = Path("/tmp/iscsiattach-functional")
@@ -56,17 +57,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def scratch_fs():
-    """An ext4 filesystem for backing files: async fileio needs direct I/O,
-    which the guest's tmpfs does not have."""
-    image, mnt = SCRATCH / "scratch.ext4", SCRATCH / "mnt"
-    mnt.mkdir(parents=True, exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(8 << 30)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
-    image.unlink()
+    """An ext4 filesystem for backing files (see tests.support.scratch)."""
+    with scratch.scratch_fs(SCRATCH, 8 << 30) as mnt:
+        yield mnt
 
 
 @pytest.fixture
@@ -74,9 +67,7 @@ def make_backing(scratch_fs):
     made = []
 
     def make(size: int = 64 << 20) -> Backing:
-        path = scratch_fs / f"{uuid.uuid4()}.img"
-        with open(path, "wb") as f:
-            f.truncate(size)
+        path = scratch.sparse_file(scratch_fs / f"{uuid.uuid4()}.img", size)
         made.append(path)
         return Backing(BackingKind.FILE, str(path), size)
     yield make
@@ -210,12 +201,9 @@ def sh(*argv: str) -> str:
 @pytest.fixture
 def loop_device(scratch_fs):
     """A 3 GiB sparse file on a loop device; the file path too, to grow it."""
-    image = scratch_fs / f"pv-{uuid.uuid4()}.img"
-    with open(image, "wb") as f:
-        f.truncate(3 * GIB)
-    dev = sh("losetup", "--find", "--show", str(image))
-    yield dev, image
-    subprocess.run(["losetup", "-d", dev], check=False)
+    image = scratch.sparse_file(scratch_fs / f"pv-{uuid.uuid4()}.img", 3 * GIB)
+    with scratch.loop_device(image) as dev:
+        yield dev, image
     image.unlink(missing_ok=True)
 
 

@@ -6,7 +6,6 @@ device that appeared, and data written and read back with direct I/O.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import subprocess
 import time
@@ -14,6 +13,12 @@ import warnings
 from pathlib import Path
 
 from iscsiattach.model import Portal
+from tests.support.blockio import checksum_io, write_and_read_back
+from tests.support.wait import wait_for
+
+# Re-exported: the tests import them from here with the initiator's helpers.
+__all__ = ["Node", "checksum_io", "iscsiadm", "initiator_name", "make_iface", "delete_iface",
+           "sysfs_identity", "wait_for", "write_and_read_back"]
 
 # iscsiadm's exit status for a login the target refused as temporary (status
 # class 03, "target error", e.g. LIO's "service unavailable"). Refused
@@ -157,16 +162,19 @@ class Node:
 
     def device(self, timeout: float = 30) -> str:
         """The block device of LUN 0 of our session (from sysfs, like os-brick)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for s in self.session_dirs():
-                blocks = glob.glob(str(s / "device" / "target*" / "*:0" / "block" / "*"))
-                if blocks:
-                    dev = "/dev/" + os.path.basename(blocks[0])
-                    if os.path.exists(dev):
-                        return dev
-            time.sleep(0.1)
-        raise AssertionError(f"no block device appeared for {self.iqn}")
+        dev = wait_for(self._device, timeout)
+        if not dev:
+            raise AssertionError(f"no block device appeared for {self.iqn}")
+        return dev
+
+    def _device(self) -> str | None:
+        for s in self.session_dirs():
+            blocks = glob.glob(str(s / "device" / "target*" / "*:0" / "block" / "*"))
+            if blocks:
+                dev = "/dev/" + os.path.basename(blocks[0])
+                if os.path.exists(dev):
+                    return dev
+        return None
 
     def by_path(self) -> str:
         return f"/dev/disk/by-path/ip-{self.portal}-iscsi-{self.iqn}-lun-0"
@@ -180,47 +188,9 @@ def _record_iface(path: str) -> str:
     return "default"
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 def sysfs_identity(dev: str) -> tuple[str, str]:
     """(wwid, unit serial) the kernel read from the LUN's VPD pages."""
     base = Path("/sys/block", os.path.basename(dev), "device")
     wwid = (base / "wwid").read_text().strip()
     pg80 = (base / "vpd_pg80").read_bytes()
     return wwid, pg80[4:4 + pg80[3]].decode().strip("\x00 ")
-
-
-def checksum_io(dev: str, nbytes: int, data: bytes | None = None, offset: int = 0) -> str:
-    """Write data (when given) or read nbytes at offset with direct I/O,
-    past every cache; the sha256 of what went to or came from the disk."""
-    buf = _aligned(nbytes)
-    fd = os.open(dev, (os.O_RDWR if data else os.O_RDONLY) | os.O_DIRECT)
-    try:
-        if data:
-            buf[:] = data
-            os.pwritev(fd, [buf], offset)
-            os.fsync(fd)
-        else:
-            os.preadv(fd, [buf], offset)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(buf).hexdigest()
-
-
-def write_and_read_back(dev: str, nbytes: int = 4 << 20, offset: int = 0) -> bool:
-    data = os.urandom(nbytes)
-    written = checksum_io(dev, nbytes, data, offset)
-    return checksum_io(dev, nbytes, offset=offset) == written == hashlib.sha256(data).hexdigest()
-
-
-def _aligned(n: int) -> memoryview:
-    import mmap
-    return memoryview(mmap.mmap(-1, n))   # page aligned, as O_DIRECT needs

@@ -31,6 +31,8 @@ from iscsiattach.host.attach import GIB, HostSide
 from iscsiattach.host.confirm import Expected, confirm
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import checksum_io
+from tests.support.scratch import make_ext4, mount_image
+from tests.support.wait import wait_for
 
 MNT = Path("/tmp/iscsiattach-persist")     # the guest's / is read-only; /tmp is not
 VOLUMES = 3
@@ -38,12 +40,10 @@ DATA = 4 << 20
 
 
 def mount(image: Path) -> None:
+    """The image outlives the reboot: made on the first boot only."""
     if not image.exists():
-        with open(image, "wb") as f:
-            f.truncate(4 << 30)
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    MNT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(MNT)], check=True)
+        make_ext4(image, 4 << 30)
+    mount_image(image, MNT)
 
 
 def daemon() -> Daemon:
@@ -121,16 +121,20 @@ def restart_iscsid() -> None:
 
 
 def device_of(target_iqn: str, timeout: float = 60) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for s in Path("/sys/class/iscsi_session").glob("session*"):
-            if (s / "targetname").read_text().strip() != target_iqn:
-                continue
-            for block in s.glob("device/target*/*:0/block/*"):
-                if os.path.exists(f"/dev/{block.name}"):
-                    return f"/dev/{block.name}"
-        time.sleep(0.2)
-    raise AssertionError(f"no device for {target_iqn} after the re-login")
+    dev = wait_for(lambda: _device(target_iqn), timeout, 0.2)
+    if not dev:
+        raise AssertionError(f"no device for {target_iqn} after the re-login")
+    return dev
+
+
+def _device(target_iqn: str) -> str | None:
+    for s in Path("/sys/class/iscsi_session").glob("session*"):
+        if (s / "targetname").read_text().strip() != target_iqn:
+            continue
+        for block in s.glob("device/target*/*:0/block/*"):
+            if os.path.exists(f"/dev/{block.name}"):
+                return f"/dev/{block.name}"
+    return None
 
 
 def write_json(path: Path, value) -> None:

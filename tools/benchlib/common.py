@@ -1,4 +1,4 @@
-"""Shared helpers: timing, percentiles, the scratch filesystem, results."""
+"""Shared helpers: prefixes, timing, percentiles, results."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,7 @@ import secrets
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +52,6 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     return subprocess.run(argv, **kwargs)
-
-
-@contextmanager
-def scratch_fs(size_gib: int = 16) -> Iterator[Path]:
-    """ext4 on a loop device: fileio with direct I/O needs it (not tmpfs)."""
-    WORK.mkdir(parents=True, exist_ok=True, mode=0o700)
-    image, mnt = WORK / "scratch.ext4", WORK / "mnt"
-    mnt.mkdir(exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size_gib << 30)
-    run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1", str(image)], check=True)
-    run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        run(["umount", "-l", str(mnt)])
-        image.unlink(missing_ok=True)
-
-
-def sparse_file(path: Path, size: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.truncate(size)
-    return path
 
 
 class Results:

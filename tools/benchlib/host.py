@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.common import summary
+from tests.support.wait import wait_for
 
 SECRET_KEYS = ("auth_password", "discovery_auth_password")
 
@@ -59,14 +60,12 @@ def _node_setup(iqn: str, portal: str, user: str, secret: str) -> None:
     os.replace(tmp, rec)
 
 
-def _wait(predicate, timeout: float = 60.0, step: float = 0.005):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(step)
-    raise RuntimeError("timed out waiting")
+def _wait(predicate, timeout: float = 60.0):
+    """Polled every 5 ms: the floor's phases are timed by these waits."""
+    got = wait_for(predicate, timeout, 0.005)
+    if not got:
+        raise RuntimeError("timed out waiting")
+    return got
 
 
 def _sysfs_block(iqn: str) -> str | None:

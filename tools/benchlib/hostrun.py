@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import datapath, host, ours
-from benchlib.common import WORK, sparse_file, summary
+from benchlib.common import WORK, summary
 from benchlib.profiles import Profile
+from tests.support.scratch import sparse_file
 
 
 def initiator_name() -> str:

@@ -4,9 +4,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -16,72 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.common import PREFIX_OURS, summary, timed
+from tests.support import daemon as support
 
 PORT = 18790
 URL = f"http://127.0.0.1:{PORT}/v3"
-DAEMON = Path(sys.executable).with_name("iscsiattachd")
-TOP = Path(__file__).resolve().parents[2]
-SAMPLE = TOP / "etc" / "iscsiattach" / "iscsiattach.conf.sample"
 RECONCILE_RE = re.compile(r"reconcile: (\d+) volumes.* ([0-9.]+)s$")
 
 
-class Daemon:
-    """iscsiattachd from the shipped sample config plus the bench settings."""
+class Daemon(support.Daemon):
+    """iscsiattachd with the bench's prefix and the file backend, logging at
+    INFO (no secrets by design) to ``logfile``."""
 
     def __init__(self, state: Path, volumes: Path, logfile: Path, interval: int = 3600) -> None:
-        self.state, self.proc, self.log = state, None, None
-        self.config = state.parent / "bench.conf"
-        self.logfile = logfile          # INFO level: no secrets by design
-        self.config.write_text(f"""[DEFAULT]
-state_path = {state}
-[api]
-listen = 127.0.0.1
-port = {PORT}
-[lio]
-target_prefix = {PREFIX_OURS}
-portals = 127.0.0.1
-[volumes]
-backend = file
-file_directory = {volumes}
-[reconciler]
-interval = {interval}
-""")
+        config = support.Config(state, PORT, support.file_backend(volumes), prefix=PREFIX_OURS,
+                                interval=interval)
+        super().__init__(config, log_path=logfile, config_path=state.parent / "bench.conf")
 
-    def start(self, timeout: float = 3600) -> float:
+    def start(self, timeout: float = 3600) -> float:   # type: ignore[override]
         """Start; seconds until it answers HTTP (it listens only after the
-        first reconcile has restored every export)."""
-        self.log = open(self.logfile, "a")
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE),
-                                      "--config-file", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        while time.perf_counter() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"iscsiattachd exited: {self.logfile.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=5)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 300:
-                    return time.perf_counter() - t0
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("iscsiattachd did not become ready")
+        first reconcile has restored every export), polled finely."""
+        return super().start(timeout=timeout, interval=0.05)
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(120)
-        if self.log:
-            self.log.close()
-
-    @property
-    def token(self) -> str:
-        return (self.state / "api-token").read_text().strip()
+    def stop(self, timeout: float = 120) -> None:
+        super().stop(timeout)
 
     def last_reconcile(self) -> dict[str, float]:
         found = {}
-        for line in self.logfile.read_text().splitlines():
+        for line in self.log_path.read_text().splitlines():
             m = RECONCILE_RE.search(line)
             if m:
                 found = {"volumes": int(m.group(1)), "seconds": float(m.group(2))}

@@ -25,8 +25,9 @@ from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 
-from benchlib.common import PREFIX_OURS, WORK, sparse_file
+from benchlib.common import PREFIX_OURS, WORK
 from benchlib.profiles import PROFILES
+from tests.support.scratch import sparse_file
 
 VOLUME_DIR = str(WORK / "mnt" / "ours")   # the guest's path (ext4 scratch)
 

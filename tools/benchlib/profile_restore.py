@@ -1,7 +1,7 @@
 """Profile one restore in-process, in the VM: where the first reconcile's
 time goes when LIO holds nothing of ours (cProfile, cumulative and own time).
 
-    tools/vm -- env PYTHONPATH=tools .venv/bin/python -m benchlib.profile_restore \\
+    tools/vm -- env PYTHONPATH=tools:. .venv/bin/python -m benchlib.profile_restore \\
         results/bench/prepop-full/state-1000
 
 STATE is a state directory made by benchlib.populate (tools/bench makes them).
@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from benchlib import populate
-from benchlib.common import PREFIX_OURS, WORK, scratch_fs
+from benchlib.common import PREFIX_OURS, WORK
 from benchlib.lio_cleanup import cleanup
+from tests.support.scratch import scratch_fs
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     from iscsiattach.model import Portal
     from iscsiattach.targets.lio import LioBackend
     from iscsiattach.volumes.file import FileBackend
-    with scratch_fs(4) as mnt:
+    with scratch_fs(WORK, 4 << 30) as mnt:
         state = WORK / "profile-state"
         shutil.rmtree(state, ignore_errors=True)
         shutil.copytree(Path(sys.argv[1]), state)

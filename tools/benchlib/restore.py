@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib.common import BASELINE_INITIATOR, PREFIX_CTL, sparse_file, throwaway_secret
+from benchlib.common import BASELINE_INITIATOR, PREFIX_CTL, throwaway_secret
+from tests.support.scratch import sparse_file
 
 RESTORE = ("import sys\nfrom rtslib_fb import RTSRoot\n"
            "errors = RTSRoot().restore_from_file(restore_file=sys.argv[1], "

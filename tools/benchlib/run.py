@@ -23,10 +23,13 @@ from typing import Any
 
 from benchlib import ours, populate, restore, tcli
 from benchlib.common import (PREFIX_CTL, PREFIX_OURS, PREFIX_RTS, PREFIX_TCLI, WORK, Results,
-                             log, scratch_fs, sparse_file, summary)
+                             log, summary)
 from benchlib.lio_cleanup import cleanup
 from benchlib.profiles import PROFILES, Profile
+from tests.support.scratch import scratch_fs, sparse_file
 
+# benchlib and tests.support, for the worker processes.
+TOOLS_AND_TOP = Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2]
 BASELINE_SO = ("bench-rts-", "bench-tcli-", restore.SO_PREFIX)
 
 
@@ -108,7 +111,7 @@ class Run:
                 "save": str(WORK / "private" / "saveconfig.json"), "prefix": PREFIX_RTS,
                 "portal": "127.0.0.1"}
         (WORK / "private").mkdir(mode=0o700, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, TOOLS_AND_TOP))}
         res = subprocess.run([sys.executable, "-m", "benchlib.rts_worker", json.dumps(plan)],
                              capture_output=True, text=True, env=env, timeout=7200)
         if res.returncode != 0:
@@ -228,7 +231,7 @@ def meta(profile: Profile) -> dict[str, Any]:
 def main() -> int:
     profile, prepop, out = PROFILES[sys.argv[1]], Path(sys.argv[2]), Path(sys.argv[3])
     WORK.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with scratch_fs() as mnt:
+    with scratch_fs(WORK, 16 << 30) as mnt:
         try:
             Run(profile, prepop, out, mnt).main()
         finally:

@@ -9,72 +9,31 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-from iscsiattach.cli.client import Client
 
 from tests.functional.two_vm.common import (
     API_PORT, API_URL, HOST_DONE, HOST_IP, PREFIX, READY, STORAGE_IP, TOKEN, Failure,
     acl_dir, api, log, our_acls, results, verdict, wait_for, write_json)
+from tests.support.daemon import Config, Daemon, file_backend
+from tests.support.scratch import mount_scratch
+from tests.support.wait import wait_for as support_wait
 
 SIDE = "storage"
 WORK = Path("/tmp/iscsiattach-two-vm")     # guest tmpfs: gone with the VM
-DAEMON = Path(sys.executable).with_name("iscsiattachd")
-SAMPLE = Path(__file__).resolve().parents[3] / "etc" / "iscsiattach" / "iscsiattach.conf.sample"
 ADDRESS = re.compile(r"Address (\S+) TCP")
 
 
-def scratch_fs() -> Path:
-    """ext4 on a loop device: async fileio needs O_DIRECT, which tmpfs lacks."""
-    image, mnt = WORK / "scratch.ext4", WORK / "mnt"
-    mnt.mkdir(parents=True, exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(4 << 30)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    return mnt
-
-
-def write_config(volumes: Path) -> Path:
-    config = WORK / "iscsiattach.conf"
-    config.write_text(f"""[DEFAULT]
-debug = true
-state_path = {WORK / "state"}
-[api]
-listen = {STORAGE_IP}
-port = {API_PORT}
-# Plain HTTP on purpose: the two VMs share only a qemu point-to-point link.
-allow_insecure_transport = true
-[lio]
-target_prefix = {PREFIX}
-portals = {STORAGE_IP}
-[volumes]
-backend = file
-file_directory = {volumes}
-[reconciler]
-interval = 3600
-""")
-    return config
-
-
-def start_daemon(config: Path) -> subprocess.Popen:
-    out = open(results() / "storage-daemon.log", "w")
-    proc = subprocess.Popen([str(DAEMON), "--config-file", str(SAMPLE), "--config-file",
-                             str(config)], stdout=out, stderr=subprocess.STDOUT)
-    client = Client(API_URL, None, "3.54", timeout=5)
-    end = time.monotonic() + 300
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise Failure(f"iscsiattachd exited with {proc.returncode} "
-                          "(see storage-daemon.log)")
-        if client.serving():
-            return proc
-        time.sleep(0.5)
-    raise Failure("iscsiattachd did not serve its API within 300s")
+def make_daemon(volumes: Path) -> Daemon:
+    """The daemon's API and portal on the link address only."""
+    config = Config(WORK / "state", API_PORT, file_backend(volumes), listen=STORAGE_IP,
+                    prefix=PREFIX, portals=STORAGE_IP, debug=True, interval=3600,
+                    # Plain HTTP on purpose: the two VMs share only a qemu
+                    # point-to-point link.
+                    extra="[api]\nallow_insecure_transport = true\n")
+    return Daemon(config, log_path=results() / "storage-daemon.log",
+                  config_path=WORK / "iscsiattach.conf")
 
 
 def publish_token(state: Path) -> str:
@@ -144,18 +103,16 @@ def finish(token: str, vid: str, facts: dict) -> None:
     status, body = api("DELETE", f"/volumes/{vid}", token)
     if status != 202:
         raise Failure(f"volume delete answered {status}: {body}")
-    end = time.monotonic() + 120
-    while our_acls() and time.monotonic() < end:
-        time.sleep(0.5)
+    support_wait(lambda: not our_acls(), 120, 0.5)
     facts["targets_left_after_delete"] = sorted(our_acls())
     if our_acls():
         raise Failure(f"targets left after the volume was deleted: {sorted(our_acls())}")
 
 
 def run(facts: dict) -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
-    mnt = scratch_fs()
-    proc = start_daemon(write_config(mnt / "volumes"))
+    mnt = mount_scratch(WORK, 4 << 30)
+    daemon = make_daemon(mnt / "volumes")
+    daemon.start(timeout=300, interval=0.5)
     watch = SessionWatch()
     try:
         log(SIDE, f"iscsiattachd serving on {API_URL}, portal {STORAGE_IP}:3260")
@@ -173,11 +130,10 @@ def run(facts: dict) -> None:
             raise Failure(f"a session came from elsewhere than {HOST_IP}: {watch.seen}")
         finish(token, vid, facts)
     finally:
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(60)
+            daemon.stop(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            daemon.kill()
         subprocess.run(["umount", str(mnt)], check=False)
     no_secret_in_logs(watch.secrets, token, facts)     # the daemon's log is complete now
 
