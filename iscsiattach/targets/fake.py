@@ -15,13 +15,13 @@ from iscsiattach.exception import NotFound
 from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
 from iscsiattach.targets.lio_layout import VOLUME_RE
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES, AclState, Backing, ExportInfo,
+    SECURE_TPG_ATTRIBUTES, AclState, Backing, ChapCredentials, ExportInfo,
     ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
 
 
 @dataclass
 class FakeAcl:
-    chap: object              # ChapCredentials | None
+    chap: ChapCredentials | None
     mapped_luns: dict[int, bool] = field(default_factory=dict)
 
 

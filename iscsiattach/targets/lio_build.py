@@ -1,9 +1,10 @@
 """New LIO objects written straight into configfs.
 
 ``claim_storage_object`` then ``configure_storage_object``: every storage
-object we make (lio.py; the claim under its LIO lock). ``build_target``: the restore's fast path, for a volume of which
-LIO holds nothing: the target, its TPG (closed, then enabled last), portals,
-LUN 0 and one ACL per grant (mapped LUN 0, CHAP), at the paths we compute.
+object we make (lio.py; the claim under its LIO lock). ``build_target``: the
+restore's fast path, for a volume of which LIO holds nothing: the target, its
+TPG (closed, then enabled last), portals, LUN 0 and one ACL per grant (mapped
+LUN 0, CHAP), at the paths we compute.
 
 Plain mkdir/symlink/write, no rtslib objects: those re-check their own
 folder with pathlib on every attribute they touch (about sixty stat()s per
@@ -15,6 +16,7 @@ rtslib-fb uses for the same objects; rtslib still reads them (lio.py).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import uuid
@@ -168,10 +170,10 @@ def _build_acl(acl: str, lun: str, grant: Grant) -> None:
     hide_secrets(f"{acl}/auth")         # before a secret is in them
     chap = grant.chap
     values = [("userid", Secret(chap.userid)), ("password", chap.password)]
-    if chap.mutual:
+    if chap.mutual_userid is not None and chap.mutual_password is not None:    # mutual
         values += [("userid_mutual", Secret(chap.mutual_userid)),
                    ("password_mutual", chap.mutual_password)]
     for name, want in values:
-        set_secret(lambda value, path=f"{acl}/auth/{name}": put(path, value), want,
+        set_secret(functools.partial(put, f"{acl}/auth/{name}"), want,
                    f"{name} for {grant.initiator}")
     require_acl_auth(acl)

@@ -111,7 +111,7 @@ interval = 3600
             raise
 
     def _wait_serving(self, timeout: float) -> None:
-        serving = Client(URL, None, "3.54", timeout=2).serving if not self.tls else self._serving_tls
+        serving = self._serving_tls if self.tls else Client(URL, None, "3.54", timeout=2).serving
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             assert self.proc.poll() is None, self.log_since_start()

@@ -115,7 +115,8 @@ class Report:
             bc, bd = (b.get("create") or {}), (b.get("delete") or {})
             rows.append(f"| {n} | {ms(oc.get('p50_ms'))} / {ms(oc.get('p95_ms'))} "
                         f"({ms(oc.get('min_ms'))}) | "
-                        f"{ms(od.get('p50_ms'))} / {ms(od.get('p95_ms'))} ({ms(od.get('min_ms'))}) | "
+                        f"{ms(od.get('p50_ms'))} / {ms(od.get('p95_ms'))} "
+                        f"({ms(od.get('min_ms'))}) | "
                         f"{ms(ac.get('p50_ms'))} / {ms(ad.get('p50_ms'))} ({ac.get('n', 0)}) | "
                         f"{'~' if b_est else ''}{ms(bc.get('p50_ms'))} / "
                         f"{'~' if b_est else ''}{ms(bd.get('p50_ms'))} "
@@ -124,7 +125,8 @@ class Report:
                         f"{ratio(ac.get('p50_ms'), oc.get('p50_ms'))} / "
                         f"{ratio(ad.get('p50_ms'), od.get('p50_ms'))} | "
                         f"{ratio(bc.get('p50_ms'), oc.get('p50_ms'))} / "
-                        f"{ratio(bd.get('p50_ms'), od.get('p50_ms'))} | {o.get('create', {}).get('n', 0)} |")
+                        f"{ratio(bd.get('p50_ms'), od.get('p50_ms'))} | "
+                        f"{o.get('create', {}).get('n', 0)} |")
         cpu = [f"{n}: {(self.get('control_ours', n) or {}).get('cpu_per_op_ms')} ms"
                for n in self.stages() if (self.get("control_ours", n) or {}).get("cpu_per_op_ms")]
         if cpu:

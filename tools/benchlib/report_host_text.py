@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchlib.report_text import table_head
+
 
 def _s(v: Any) -> str:
     return f"{v:.2f} s" if isinstance(v, (int, float)) else "—"
@@ -113,9 +115,8 @@ allows it, else its {top} figure is estimated as said below the table.
 
 Measured on: {rep.where()}. Command: `tools/bench` (sections `restore_ours`, `restore_targetctl`).
 
-| N | iscsiattachd start until ready | of which first reconcile | targetctl restore | targetctl / ours |
-|---|---|---|---|---|
-""" + "\n".join(rows) + f"""
+""" + table_head("N", "iscsiattachd start until ready", "of which first reconcile",
+                  "targetctl restore", "targetctl / ours") + "\n".join(rows) + f"""
 
 {fit_txt} Goal: at least 10x faster than targetctl at 1000.
 
@@ -142,9 +143,8 @@ through the page cache, no aio). Same VM, same run, one after the other.
 
 Measured on: {rep.where()}. Command: `tools/bench` (section `datapath`).
 
-| job | raw | iscsiattach | targetcli defaults | ours / raw | ours / targetcli | p99 latency ours / targetcli |
-|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + """
+""" + table_head("job", "raw", "iscsiattach", "targetcli defaults", "ours / raw",
+                  "ours / targetcli", "p99 latency ours / targetcli") + "\n".join(rows) + """
 
 ![data path](performance-datapath.png)
 

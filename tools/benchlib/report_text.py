@@ -4,6 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def table_head(*columns: str) -> str:
+    """A markdown table's header and rule lines."""
+    return "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|\n"
+
+
 def header(rep) -> str:
     m = rep.meta
     return f"""# Performance: iscsiattach against what users would run instead
@@ -49,9 +54,10 @@ large N, as they take minutes each).
 
 Measured on: {rep.where()}. Command: `tools/bench` (sections `control_*`).
 
-| existing exports | ours create p50 / p95 (min) | ours delete p50 / p95 (min) | (a) create / delete p50 (samples) | (b) create / delete p50 (samples) | (a) / ours create / delete | (b) / ours create / delete | ours samples |
-|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + """
+""" + table_head("existing exports", "ours create p50 / p95 (min)",
+                  "ours delete p50 / p95 (min)", "(a) create / delete p50 (samples)",
+                  "(b) create / delete p50 (samples)", "(a) / ours create / delete",
+                  "(b) / ours create / delete", "ours samples") + "\n".join(rows) + """
 
 ![latency vs exports](performance-control-plane.png)
 
@@ -64,17 +70,17 @@ def rtslib_scans(rep) -> str:
     rows = []
     for n in rep.stages():
         a = rep.get("control_rtslib", n) or {}
-        get = lambda k: (a.get(k) or {}).get("p50_ms")  # noqa: E731
-        rows.append(f"| {n} | {fmt(get('create_rtslib'))} | {fmt(get('create_save'))} | "
-                    f"{fmt(get('delete_target'))} | {fmt(get('delete_storage_object'))} | "
-                    f"{fmt(get('delete_save'))} | {a.get('save_bytes', '—')} |")
+        cells = [fmt((a.get(k) or {}).get("p50_ms")) for k in (
+            "create_rtslib", "create_save", "delete_target", "delete_storage_object",
+            "delete_save")]
+        rows.append(f"| {n} | " + " | ".join(cells) + f" | {a.get('save_bytes', '—')} |")
     return """### Where the baselines' time goes
 
 Baseline (a), p50 per part (same run):
 
-| existing exports | rtslib create | save after create | `Target.delete()` | `StorageObject.delete()` | save after delete | saveconfig bytes |
-|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + """
+""" + table_head("existing exports", "rtslib create", "save after create",
+                  "`Target.delete()`", "`StorageObject.delete()`", "save after delete",
+                  "saveconfig bytes") + "\n".join(rows) + """
 
 * `save_to_file()` dumps every object of every target (and every CHAP
   secret, ours included, to disk): its cost grows linearly with the exports
