@@ -18,7 +18,7 @@ from iscsiattach.exception import InvalidInput
 from iscsiattach.targets import options as target_options
 from iscsiattach.volumes import options as volume_options
 
-DEFAULT_OPTS = [
+DEFAULT_OPTS: list[cfg.Opt] = [
     cfg.StrOpt("state_path", default="/var/lib/iscsiattach",
                help="Directory of the daemon's durable state (database, volume "
                     "files, locks). Created 0700. An absolute path."),
@@ -104,10 +104,12 @@ def _given_text(conf: cfg.ConfigOpts, section: str, opt: cfg.Opt) -> str | None:
     the private lookups below are guarded: if they change, the message only
     loses the value.
     """
+    value = None
     try:
-        value, where = opt._get_from_namespace(conf._namespace, section)
-        if where is not None and where.location == cfg.Locations.command_line:
-            return str(value)
+        if conf._namespace is not None:     # None until the command line is parsed
+            value, where = opt._get_from_namespace(conf._namespace, section)
+            if where is not None and where.location == cfg.Locations.command_line:
+                return str(value)
     except Exception:  # noqa: BLE001 - only a nicer message is at stake
         value = None
     env = os.environ.get(f"OS_{section.upper()}__{opt.dest.upper()}")

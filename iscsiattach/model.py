@@ -98,7 +98,8 @@ class Portal:
             raise InvalidInput(f"invalid portal address {self.ip!r}") from None
         if addr.is_multicast:
             raise InvalidInput(f"invalid portal address {self.ip!r}: multicast")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) \
+                or not 0 < self.port < 65536:
             raise InvalidInput(f"invalid portal port {self.port!r}: expected 1-65535")
         object.__setattr__(self, "ip", addr.compressed)
 
@@ -139,7 +140,7 @@ class Portal:
             raise InvalidInput(f"invalid portal {text!r}") from None
 
 
-class BackingKind(str, enum.Enum):
+class BackingKind(enum.StrEnum):
     FILE = "fileio"     # a regular file, asynchronous (direct) I/O
     BLOCK = "block"     # a block device (loop, LV, disk) through iblock
 

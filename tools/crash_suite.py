@@ -119,7 +119,8 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
             res.fail(f"random kill {n}", problems)
         res.ops = sum(w.tally.ops for w in workers)
         print(f"random kill {n}: {'ok' if not problems else 'FAIL'} (kills {res.kills}, "
-              f"mid-request {res.in_flight}, ops {res.ops}, restart {res.restart_seconds[-1]:.0f}s)", flush=True)
+              f"mid-request {res.in_flight}, ops {res.ops}, "
+              f"restart {res.restart_seconds[-1]:.0f}s)", flush=True)
         res.save()
         down.clear()
         for w in workers:

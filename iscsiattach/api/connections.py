@@ -297,8 +297,11 @@ class TlsFront(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         waiter.add_done_callback(self._handshake_over)
+        # The stub says int; asyncio takes any number of seconds (as the
+        # stub of loop.start_tls says).
         tls = _TlsLayer(loop, self.make_http(), self.context, waiter, server_side=True,
-                        ssl_handshake_timeout=self.timeout, call_connection_made=True)
+                        ssl_handshake_timeout=self.timeout,  # type: ignore[arg-type]
+                        call_connection_made=True)
         self.slots.started(self, tls, transport.abort)
         transport.set_protocol(tls)
         tls.connection_made(transport)

@@ -70,7 +70,7 @@ class Metrics:
         report, at = self.last_report, self.last_report_at
         return {
             "ready": self.ready,
-            "last_reconcile": None if report is None else {
+            "last_reconcile": None if report is None or at is None else {
                 "at": at.isoformat(), "seconds": round(report.seconds, 3),
                 "volumes_checked": report.volumes_checked, "drift_found": report.drift_found,
                 "repairs": report.changed, "errors": len(report.errors)},

@@ -61,9 +61,10 @@ def negotiate(headers: dict[str, str]) -> Version:
         if service.lower() != SERVICE or not value.strip():
             raise InvalidInput(f"invalid {HEADER} header {raw!r}: expected 'volume 3.N'")
     else:
-        value = headers.get(LEGACY_HEADER.lower())
-        if value is None:
+        legacy = headers.get(LEGACY_HEADER.lower())
+        if legacy is None:
             return MIN
+        value = legacy
     value = value.strip()
     if value.lower() == "latest":
         return MAX

@@ -75,10 +75,11 @@ FAULT = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalPr
     "type": "object", "required": ["code", "message"],
     "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}}
 _TIME = {"type": ["string", "null"]}
-ATTACHMENT_SUMMARY: dict[str, Any] = {"type": "object", "required": ["id", "status", "instance", "volume_id"],
-                      "properties": {"id": UUID, "status": {"type": "string"},
-                                     "instance": {"type": ["string", "null"]},
-                                     "volume_id": UUID}}
+ATTACHMENT_SUMMARY: dict[str, Any] = {
+    "type": "object", "required": ["id", "status", "instance", "volume_id"],
+    "properties": {"id": UUID, "status": {"type": "string"},
+                   "instance": {"type": ["string", "null"]},
+                   "volume_id": UUID}}
 ATTACHMENT_DETAIL = {"type": "object", "required": [
     "id", "status", "instance", "volume_id", "attached_at", "detached_at", "attach_mode",
     "connection_info"], "properties": {

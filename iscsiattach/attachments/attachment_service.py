@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.connection import (Connector, connection_info, new_chap,
                                                 validate_mode)
-from iscsiattach.attachments.desired import Converger, connected
+from iscsiattach.attachments.desired import Converger, connected, stored_chap
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, NotFound
@@ -151,14 +152,15 @@ class AttachmentService:
         return mode
 
     @staticmethod
-    def _credentials(att: Attachment, others: list[Attachment], initiator: str) -> ChapCredentials:
+    def _credentials(att: Attachment, others: Sequence[Attachment],
+                     initiator: str) -> ChapCredentials:
         """One ACL per initiator: a second attachment from the same initiator
         gets the credentials of the first; a retry keeps its own."""
         for other in sorted(others, key=lambda a: (a.created_at, a.id)):
             if other.initiator == initiator:
-                return ChapCredentials(other.chap_userid, other.chap_secret)
+                return stored_chap(other)
         if att.initiator == initiator and att.chap_secret:
-            return ChapCredentials(att.chap_userid, att.chap_secret)
+            return stored_chap(att)
         return new_chap()
 
     def _fail_connect(self, att_id: str, volume_id: str, exc: Exception) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from iscsiattach import failpoints
 from iscsiattach.attachments.state import CONNECTED
-from iscsiattach.exception import Conflict
+from iscsiattach.exception import Conflict, InvalidInput
 from iscsiattach.store import Attachment, Store, Volume
 from iscsiattach.targets import Drift, TargetBackend
 from iscsiattach.model import Backing, ChapCredentials, ExportSpec, Grant, Portal
@@ -28,16 +28,31 @@ def connected(attachments: list[Attachment]) -> list[Attachment]:
     return [a for a in attachments if a.status in CONNECTED and a.initiator and a.chap_secret]
 
 
+def stored_chap(att: Attachment) -> ChapCredentials:
+    """The CHAP credentials an attachment was given when it connected."""
+    if att.chap_userid is None or att.chap_secret is None:
+        raise InvalidInput(f"attachment {att.id} has no CHAP credentials")
+    return ChapCredentials(att.chap_userid, att.chap_secret)
+
+
+def stored_location(volume: Volume) -> str:
+    """Where the volume's storage is; Conflict while it has none yet."""
+    if not volume.location:
+        raise Conflict(f"volume {volume.id} has no storage yet ({volume.status})")
+    return volume.location
+
+
 def grants_for(attachments: list[Attachment]) -> list[Grant]:
     """One grant per initiator. Attachments from one initiator share its ACL
     and credentials; the mapping is read-only only if all of them are."""
     by_initiator: dict[str, list[Attachment]] = {}
     for a in connected(attachments):
+        assert a.initiator is not None      # connected() keeps only those with one
         by_initiator.setdefault(a.initiator, []).append(a)
     grants = []
     for initiator, atts in sorted(by_initiator.items()):
         first = min(atts, key=lambda a: (a.created_at, a.id))
-        grants.append(Grant(initiator, ChapCredentials(first.chap_userid, first.chap_secret),
+        grants.append(Grant(initiator, stored_chap(first),
                             read_only=all(a.attach_mode == "ro" for a in atts)))
     return grants
 
@@ -62,12 +77,11 @@ class Converger:
         registered device may since be mounted, or be another disk after a
         reboot). Before each export is made or repaired; not on a drift
         comparison, which must stay cheap."""
-        self.volume_backend.check_exportable(volume.location, self.other_locations(volume.id))
+        self.volume_backend.check_exportable(stored_location(volume),
+                                             self.other_locations(volume.id))
 
     def backing(self, volume: Volume) -> Backing:
-        if not volume.location:
-            raise Conflict(f"volume {volume.id} has no storage yet ({volume.status})")
-        return self.volume_backend.backing(volume.location, volume.size_gib)
+        return self.volume_backend.backing(stored_location(volume), volume.size_gib)
 
     def desired(self, volume: Volume) -> Desired:
         grants = grants_for(self.store.attachments(volume.id))

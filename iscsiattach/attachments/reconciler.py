@@ -30,7 +30,7 @@ from oslo_config import cfg
 
 from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.desired import Converger
+from iscsiattach.attachments.desired import Converger, stored_location
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.exception import NotFound
@@ -42,7 +42,7 @@ LOG = logging.getLogger(__name__)
 
 GROUP = "reconciler"
 RESTORE_WORKERS = 4
-RECONCILER_OPTS = [
+RECONCILER_OPTS: list[cfg.Opt] = [
     cfg.IntOpt("interval", default=60, min=1,
                help="Seconds between two reconcile runs (one also runs at start). "
                     "Each run compares every volume's export with the store and "
@@ -141,10 +141,10 @@ class Reconciler:
 
     def _reconcile_volume(self, volume_id: str, report: Report) -> None:
         try:
-            vol = self.store.volume(volume_id)
+            stored = self.store.volume(volume_id)
         except NotFound:
             return                          # deleted meanwhile
-        vol = self._resolve_interrupted(vol, report)
+        vol = self._resolve_interrupted(stored, report)
         if vol is None:
             return
         drift = self.converger.drift(vol)
@@ -212,7 +212,7 @@ class Reconciler:
             self.store.cas_volume(vol.id, [st.CREATING], status=st.AVAILABLE,
                                   size_gib=made.size_gib)
         elif vol.status == st.EXTENDING:
-            found = self.volume_backend.provisioned(vol.id, vol.location)
+            found = self.volume_backend.provisioned(vol.id, stored_location(vol))
             size = found.size_gib if found else vol.size_gib
             LOG.warning("reconcile: volume %s was being extended; now %d GiB", vol.id, size)
             self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=size)

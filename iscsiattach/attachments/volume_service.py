@@ -7,7 +7,7 @@ from typing import Any
 
 from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.desired import Converger, connected
+from iscsiattach.attachments.desired import Converger, connected, stored_location
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, InvalidInput
@@ -92,7 +92,7 @@ class VolumeService:
                 raise Conflict(f"volume {vol.id} changed while extending it; retry")
             failpoints.point("volume_extend.after_intent")
             try:
-                made = self.volume_backend.extend(vol.id, vol.location, size,
+                made = self.volume_backend.extend(vol.id, stored_location(vol), size,
                                                   others=self.converger.other_locations(vol.id))
                 failpoints.point("volume_extend.after_backend")
                 self.store.cas_volume(vol.id, [st.EXTENDING], size_gib=made.size_gib)

@@ -27,7 +27,8 @@ DEFAULT_TOKEN_FILE = "/var/lib/iscsiattach/api-token"
 # No answer of the API comes near this; a larger one is a wrong or hostile
 # server, and reading it would only fill memory.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-CACERT_HINT = "pass --cacert FILE (or set ISCSIATTACH_CACERT) with the daemon's certificate or its CA"
+CACERT_HINT = ("pass --cacert FILE (or set ISCSIATTACH_CACERT) with the daemon's certificate "
+               "or its CA")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,8 @@ class VersionAction(argparse.Action):
         super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
                          nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> NoReturn:
         print(f"{parser.prog} {package_version()}")     # stdout, as argparse's own
         parser.exit(0)
 
@@ -208,12 +209,14 @@ def run(args: argparse.Namespace, client: Client) -> str:
     if cmd in ("attachment-complete", "attachment-delete"):
         for att_id in args.attachment_ids:
             if cmd == "attachment-complete":
-                ok(client.call("POST", f"/attachments/{segment(att_id)}/action", {"os-complete": None}), 204)
+                ok(client.call("POST", f"/attachments/{segment(att_id)}/action",
+                               {"os-complete": None}), 204)
             else:
                 ok(client.call("DELETE", f"/attachments/{segment(att_id)}"), 200)
         return ""
     if cmd == "attachment-show":
-        att = ok(client.call("GET", f"/attachments/{segment(args.attachment_id)}"), 200)["attachment"]
+        att = ok(client.call("GET", f"/attachments/{segment(args.attachment_id)}"),
+                 200)["attachment"]
         return output.show_attachment(att, fmt, secrets)
     if cmd == "attachment-list":
         items = ok(client.call("GET", "/attachments" + query(volume_id=args.volume_id,

@@ -224,13 +224,13 @@ def device_in_use(dev: str) -> str | None:
     # rather than call the device busy.
     end = time.monotonic() + UDEV_GRACE
     while True:
-        holders = [(pid, comm) for pid, comm in _openers(dev) if pid != os.getpid()]
-        if not holders or time.monotonic() > end or \
-                not all(comm in UDEV_NAMES for _, comm in holders):
+        openers = [(pid, comm) for pid, comm in _openers(dev) if pid != os.getpid()]
+        if not openers or time.monotonic() > end or \
+                not all(comm in UDEV_NAMES for _, comm in openers):
             break
         time.sleep(0.1)
-    if holders:
-        pid, comm = holders[0]
+    if openers:
+        pid, comm = openers[0]
         return f"open by pid {pid} ({comm})"
     return None
 

@@ -118,7 +118,7 @@ def _from_db(column: str, value: Any) -> Any:
 
 
 def _row(table: _Table, row: tuple) -> Any:
-    return table.row(*(_from_db(c, v) for c, v in zip(table.columns, row)))
+    return table.row(*(_from_db(c, v) for c, v in zip(table.columns, row, strict=True)))
 
 
 def _assignments(table: _Table, values: dict[str, Any]) -> tuple[list[str], list[Any]]:

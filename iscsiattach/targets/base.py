@@ -116,16 +116,17 @@ def compute_drift(spec: ExportSpec, grants: list[Grant],
         out.append(Drift(vid, "portal-missing", str(portal)))
     for portal in sorted(found.portals - set(spec.portals), key=str):
         out.append(Drift(vid, "portal-extra", str(portal)))
-    if found.lun0_backing is None:
+    lun0, backing = found.lun0_backing, spec.backing
+    if lun0 is None:
         out.append(Drift(vid, "lun-missing", "LUN 0 is missing"))
-    elif (found.lun0_backing.kind, found.lun0_backing.path) != (spec.backing.kind, spec.backing.path):
-        out.append(Drift(vid, "lun-backing", f"LUN 0 is {found.lun0_backing.kind.value}:"
-                         f"{found.lun0_backing.path}, want {spec.backing.kind.value}:{spec.backing.path}"))
-    elif spec.backing.kind is BackingKind.FILE and found.lun0_backing.size != spec.backing.size:
-        out.append(Drift(vid, "lun-size", f"LUN 0 has {found.lun0_backing.size} bytes, "
-                         f"want {spec.backing.size}"))
+    elif (lun0.kind, lun0.path) != (backing.kind, backing.path):
+        out.append(Drift(vid, "lun-backing", f"LUN 0 is {lun0.kind.value}:{lun0.path}, "
+                         f"want {backing.kind.value}:{backing.path}"))
+    elif backing.kind is BackingKind.FILE and lun0.size != backing.size:
+        out.append(Drift(vid, "lun-size", f"LUN 0 has {lun0.size} bytes, want {backing.size}"))
     if found.unit_serial is not None and found.unit_serial != unit_serial(vid):
-        out.append(Drift(vid, "unit-serial", f"serial is {found.unit_serial}, want {unit_serial(vid)}"))
+        out.append(Drift(vid, "unit-serial",
+                         f"serial is {found.unit_serial}, want {unit_serial(vid)}"))
     out.extend(_acl_drift(vid, grants, found))
     return out
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from iscsiattach.exception import NotFound
 from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES, VOLUME_RE, AclState, Backing, ExportInfo,
+    SECURE_TPG_ATTRIBUTES, VOLUME_RE, AclState, Backing, ChapCredentials, ExportInfo,
     ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
 
 
 @dataclass
 class FakeAcl:
-    chap: object              # ChapCredentials | None
+    chap: ChapCredentials | None
     mapped_luns: dict[int, bool] = field(default_factory=dict)
 
 

@@ -51,7 +51,8 @@ class VolumeBackend(abc.ABC):
         service can record it first and a crash never loses track of storage."""
         raise NotImplementedError
 
-    def check_exportable(self, location: str, others: Mapping[str, str] | None = None) -> None:
+    def check_exportable(  # noqa: B027 - a hook: by default there is nothing to check
+            self, location: str, others: Mapping[str, str] | None = None) -> None:
         """Refuse (InvalidInput) to export what ``location`` leads to now.
 
         Called before an export is made or repaired, not on every reconcile

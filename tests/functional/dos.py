@@ -987,7 +987,7 @@ def table(results: list[dict[str, Any]], markdown: bool = False) -> str:
         lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         return "\n".join([lines[0], "|" + "---|" * len(rows[0])] + lines[1:])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)
 
 

@@ -119,7 +119,7 @@ def test_two_volumes_at_once_get_distinct_confirmed_devices(daemon, side):
     assert [g.serial for g in got] == vids
     assert got[0].stable_path != got[1].stable_path
     payloads = [os.urandom(BLOCK), os.urandom(BLOCK)]
-    for g, data in zip(got, payloads):
+    for g, data in zip(got, payloads, strict=True):
         write_block(g.device, data)
     assert [read_block(g.device) for g in got] == payloads
     for v in vids:

@@ -140,7 +140,8 @@ def test_mutual_chap_login(backend, make_backing, me):
     wrong = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "not-the-target-0123"))
     assert wrong.login().returncode != 0, "initiator accepted a target with the wrong secret"
     wrong.delete()
-    node = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "target-secret-0123456789"))
+    node = Node(info.target_iqn, V4).setup(USER, SECRET,
+                                           ("target-user", "target-secret-0123456789"))
     assert node.login_retrying().returncode == 0
     node.device()
     node.delete()

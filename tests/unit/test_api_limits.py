@@ -403,7 +403,8 @@ def test_a_429_is_held_not_sent_at_once(services, monkeypatch):
 
         def ask() -> None:
             t0 = time.monotonic()
-            reply = exchange(srv.server_port, request("/v3/volumes", token="bad-token-0123456789abc"))
+            reply = exchange(srv.server_port,
+                             request("/v3/volumes", token="bad-token-0123456789abc"))
             replies.append((time.monotonic() - t0, reply))
         threads = [threading.Thread(target=ask) for _ in range(3)]
         for t in threads:

@@ -111,4 +111,5 @@ def test_failed_call_still_cleans(cfs, monkeypatch):
     with pytest.raises(RuntimeError):
         tcli.control_plane(PFX, [Path("/x/tcli-0.img")], 1)
     assert not list((cfs / "iscsi").iterdir())
-    assert not (cfs / "core" / "fileio_0").exists() or not list((cfs / "core" / "fileio_0").iterdir())
+    hba = cfs / "core" / "fileio_0"
+    assert not hba.exists() or not list(hba.iterdir())

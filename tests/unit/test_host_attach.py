@@ -168,7 +168,8 @@ def test_detach_refuses_a_busy_device_unless_forced(tmp_path):
 
 def test_brick_errors_never_quote_the_secret():
     from iscsiattach.host.brick import _why
-    exc = RuntimeError("Unexpected error: iscsiadm -n node.session.auth.password -v the-secret-0123")
+    exc = RuntimeError("Unexpected error: "
+                       "iscsiadm -n node.session.auth.password -v the-secret-0123")
     assert "the-secret" not in _why(exc, INFO) and "***" in _why(exc, INFO)
 
 

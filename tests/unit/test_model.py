@@ -45,7 +45,8 @@ def test_valid_initiator_names(name):
     assert Grant(name, ChapCredentials("u", Secret("s" * 12))).initiator == name
 
 
-@pytest.mark.parametrize("prefix", ["iqn.2010-10.org.openstack", "openstack:", "iqn.2010-10.Org.x:"])
+@pytest.mark.parametrize("prefix",
+                         ["iqn.2010-10.org.openstack", "openstack:", "iqn.2010-10.Org.x:"])
 def test_bad_prefix_refused(prefix):
     with pytest.raises(InvalidInput):
         validate_prefix(prefix)

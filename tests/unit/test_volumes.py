@@ -217,8 +217,8 @@ def test_lvm_create_tolerates_extent_rounding():
 
 
 def test_lvm_create_lost_race_counts_the_winner():
-    run = FakeRun(MISSING, (5, "", f'  Logical Volume "{LV}" already exists in volume group "vg0"\n'),
-                  size_answer(1))
+    exists = f'  Logical Volume "{LV}" already exists in volume group "vg0"\n'
+    run = FakeRun(MISSING, (5, "", exists), size_answer(1))
     assert LvmBackend("vg0", run=run).create(VID, 1).size_gib == 1
 
 
@@ -233,7 +233,8 @@ def test_lvm_create_failure_is_one_line():
 
 def test_lvm_missing_vg_is_an_error_not_absence():
     run = FakeRun((5, "", '  Volume group "vg0" not found\n  Cannot process volume group vg0\n'))
-    with pytest.raises(VolumeBackendError, match="^lvs failed for .*Cannot process volume group vg0$"):
+    with pytest.raises(VolumeBackendError,
+                       match="^lvs failed for .*Cannot process volume group vg0$"):
         LvmBackend("vg0", run=run).provisioned(VID, LV_PATH)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import itertools
 import os
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def floor_detach(info: dict[str, Any], dev: str) -> dict[str, float]:
 
 def _phases(marks: dict[str, float]) -> dict[str, float]:
     keys = list(marks)
-    out = {k: marks[k] - marks[p] for p, k in zip(keys, keys[1:])}
+    out = {k: marks[k] - marks[p] for p, k in itertools.pairwise(keys)}
     out["total"] = marks[keys[-1]] - marks[keys[0]]
     return out
 

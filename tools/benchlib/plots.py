@@ -21,7 +21,7 @@ def _save(fig, path: Path) -> None:
 def control_plane(series: dict[str, dict[str, list]], path: Path) -> None:
     """series[system][op] = [(n, p50_ms, p95_ms), ...]"""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    for ax, op in zip(axes, ("create", "delete")):
+    for ax, op in zip(axes, ("create", "delete"), strict=True):
         for system, ops in series.items():
             pts = sorted(ops.get(op, []))
             if pts:
@@ -82,11 +82,13 @@ def restore(ours: list[tuple[int, float]], ctl: list[tuple[int, float]],
             ctl_fit: list[tuple[int, float]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     if ours:
-        ax.plot(*zip(*sorted(ours)), "o-", label="iscsiattachd start until ready")
+        ax.plot(*zip(*sorted(ours), strict=True), "o-", label="iscsiattachd start until ready")
     if ctl:
-        ax.plot(*zip(*sorted(ctl)), "s", color="tab:red", label="targetctl restore (measured)")
+        ax.plot(*zip(*sorted(ctl), strict=True), "s", color="tab:red",
+                label="targetctl restore (measured)")
     if ctl_fit:
-        ax.plot(*zip(*sorted(ctl_fit)), ":", color="tab:red", label="targetctl, a·N²+b·N estimate (see text)")
+        ax.plot(*zip(*sorted(ctl_fit), strict=True), ":", color="tab:red",
+                label="targetctl, a·N²+b·N estimate (see text)")
     ax.set_xlabel("exports restored (LIO empty)")
     ax.set_ylabel("seconds")
     ax.set_title("restore after a reboot")
