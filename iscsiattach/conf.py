@@ -8,7 +8,8 @@ consumer's own checks (``validate``).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from oslo_config import cfg
 

@@ -122,7 +122,7 @@ class Portal:
         return self.name
 
     @classmethod
-    def parse(cls, text: str, default_port: int = 3260) -> "Portal":
+    def parse(cls, text: str, default_port: int = 3260) -> Portal:
         """"10.0.0.1", "10.0.0.1:3261", "::1", "[::1]:3261"."""
         text = text.strip()
         if text.startswith("["):

@@ -23,7 +23,7 @@ class Secret:
         self._value = value
 
     @classmethod
-    def generate(cls, nbytes: int = 18) -> "Secret":
+    def generate(cls, nbytes: int = 18) -> Secret:
         """A new random secret: ``nbytes`` of entropy, URL-safe characters."""
         return cls(_secrets.token_urlsafe(nbytes))
 

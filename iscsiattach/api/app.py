@@ -32,14 +32,19 @@ from urllib.parse import parse_qs
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Match, Route
 
-from iscsiattach.api import microversion as mv
-from iscsiattach.api import schemas
+from iscsiattach.api import microversion as mv, schemas
 from iscsiattach.api.auth import noauth_identity, token_matches
 from iscsiattach.api.faults import fault_body, to_fault
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.logsafe import RefusalLimiter
-from iscsiattach.api.waiting import (MAX_REFUSAL_HOLD, MAX_UNAUTHENTICATED_WAIT, Cached, Pacer,
-                                     RefusalHolds, WorkerPool)
+from iscsiattach.api.waiting import (
+    MAX_REFUSAL_HOLD,
+    MAX_UNAUTHENTICATED_WAIT,
+    Cached,
+    Pacer,
+    RefusalHolds,
+    WorkerPool,
+)
 from iscsiattach.exception import HttpError, InvalidInput
 from iscsiattach.secret import Secret
 
@@ -290,7 +295,7 @@ class Application:
         try:
             return await asyncio.wait_for(_receive_body(receive, limit),
                                           self.limits.body_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HttpError(408, "The request body did not arrive in time.") from None
 
     async def _unauthenticated(self, resp: Response, peer: Any) -> Response:

@@ -28,10 +28,10 @@ class Limits:
     unauthenticated_rate: float = 20.0
 
     @classmethod
-    def from_conf(cls, api_conf) -> "Limits":
+    def from_conf(cls, api_conf) -> Limits:
         return cls(**{name: getattr(api_conf, name) for name in cls.__dataclass_fields__})
 
-    def fitted_to_fd_limit(self) -> "Limits":
+    def fitted_to_fd_limit(self) -> Limits:
         """``max_connections`` lowered so that connections alone can never
         exhaust the process's open files (a full table stops accept())."""
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -9,8 +9,7 @@ import datetime as dt
 import threading
 from typing import Any
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from iscsiattach.attachments.desired import connected
@@ -61,7 +60,7 @@ class Metrics:
             self.reconcile_errors.inc(len(report.errors))
             self.last_reconcile.set_to_current_time()
             self.last_report = report
-            self.last_report_at = dt.datetime.now(dt.timezone.utc)
+            self.last_report_at = dt.datetime.now(dt.UTC)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

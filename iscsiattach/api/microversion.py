@@ -29,7 +29,7 @@ class Version:
     minor: int
 
     @classmethod
-    def parse(cls, text: str) -> "Version":
+    def parse(cls, text: str) -> Version:
         m = _VERSION.fullmatch(text.strip())
         if not m:
             raise InvalidInput(f"invalid API version {text[:40]!r}: expected MAJOR.MINOR, "
@@ -39,7 +39,7 @@ class Version:
                                 f"Minimum is {MIN} and maximum is {MAX}.")
         return cls(int(m.group(1)), int(m.group(2)))
 
-    def __lt__(self, other: "Version") -> bool:
+    def __lt__(self, other: Version) -> bool:
         return (self.major, self.minor) < (other.major, other.minor)
 
     def __str__(self) -> str:

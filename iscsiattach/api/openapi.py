@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from iscsiattach.api import microversion as mv
-from iscsiattach.api import schemas as sc
+from iscsiattach.api import microversion as mv, schemas as sc
 
 if TYPE_CHECKING:
     from iscsiattach.api.app import Operation

@@ -6,9 +6,7 @@ docs/cinder-api-compat.md for the wire facts these follow.
 """
 from __future__ import annotations
 
-
-from iscsiattach.api import microversion as mv
-from iscsiattach.api import openapi, schemas as sc, views
+from iscsiattach.api import microversion as mv, openapi, schemas as sc, views
 from iscsiattach.api.app import Application, Auth, Operation, Request, Response
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
@@ -133,7 +131,7 @@ def _page(req: Request, items: list) -> list:
     return items
 
 
-def operations(api: "Api", metrics: Metrics, strategy: str) -> list[Operation]:
+def operations(api: Api, metrics: Metrics, strategy: str) -> list[Operation]:
     """Every route of the API: its schema, minimum version and handler.
     ``strategy`` (token, noauth) is shown in the health document."""
     a, v, ATT = "/v3/attachments", "/v3/volumes", mv.ATTACHMENTS

@@ -18,8 +18,12 @@ from typing import Any
 
 import uvicorn
 
-from iscsiattach.api.connections import (ConnectionLimiter, GuardedH11Protocol, HandshakeSlots,
-                                         TlsFront)
+from iscsiattach.api.connections import (
+    ConnectionLimiter,
+    GuardedH11Protocol,
+    HandshakeSlots,
+    TlsFront,
+)
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.listen import UnixListen, parse_listen, prepare_unix_socket
 from iscsiattach.exception import ListenFailed

@@ -15,16 +15,14 @@ from typing import Any
 
 from iscsiattach import failpoints
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.connection import (Connector, connection_info, new_chap,
-                                                validate_mode)
+from iscsiattach.attachments.connection import Connector, connection_info, new_chap, validate_mode
 from iscsiattach.attachments.desired import Converger, connected, stored_chap
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, NotFound
+from iscsiattach.model import ChapCredentials, validate_volume_id
 from iscsiattach.store import Attachment, Store, Volume
 from iscsiattach.store.db import utcnow
-from iscsiattach.model import ChapCredentials
-from iscsiattach.model import validate_volume_id
 
 LOG = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from iscsiattach.exception import InvalidInput
+from iscsiattach.model import ChapCredentials, ExportInfo, validate_iqn
 from iscsiattach.secret import Secret
-from iscsiattach.model import ChapCredentials, ExportInfo
-from iscsiattach.model import validate_iqn
 
 MODES = ("rw", "ro")
 _USER_CHARS = string.ascii_letters + string.digits
@@ -30,7 +29,7 @@ class Connector:
     raw: dict[str, Any]
 
     @classmethod
-    def parse(cls, raw: Any) -> "Connector":
+    def parse(cls, raw: Any) -> Connector:
         if not isinstance(raw, dict):
             raise InvalidInput("connector must be an object")
         if len(repr(raw)) > MAX_CONNECTOR_BYTES:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from iscsiattach import failpoints
 from iscsiattach.attachments.state import CONNECTED
 from iscsiattach.exception import Conflict, InvalidInput
+from iscsiattach.model import Backing, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.store import Attachment, Store, Volume
 from iscsiattach.targets import Drift, TargetBackend
-from iscsiattach.model import Backing, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.volumes.base import VolumeBackend
 
 LOG = logging.getLogger(__name__)

@@ -65,7 +65,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, other: "Report") -> None:
+    def add(self, other: Report) -> None:
         """Count ``other``'s findings in (not its time)."""
         for f in fields(self):
             if f.name == "errors":

@@ -22,10 +22,10 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from iscsiattach.exception import NotFound
 from iscsiattach.secret import Secret
@@ -41,7 +41,7 @@ BUSY_TIMEOUT = 30.0     # seconds a caller waits for a lock, or for a free conne
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,19 @@ from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES, Backing, BackingKind, ExportInfo, ExportSpec, ExportState, Grant,
-    naa_wwn, unit_serial, validate_prefix, validate_volume_id, volume_name)
+    SECURE_TPG_ATTRIBUTES,
+    Backing,
+    BackingKind,
+    ExportInfo,
+    ExportSpec,
+    ExportState,
+    Grant,
+    naa_wwn,
+    unit_serial,
+    validate_prefix,
+    validate_volume_id,
+    volume_name,
+)
 
 DEFAULT_PREFIX = "iqn.2010-10.org.openstack:"
 # The iSCSI AuthMethod the TPG offers: CHAP only, so "None" is never agreed.

@@ -12,10 +12,22 @@ import threading
 from dataclasses import dataclass, field
 
 from iscsiattach.exception import NotFound
-from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES, VOLUME_RE, AclState, Backing, ChapCredentials, ExportInfo,
-    ExportSpec, ExportState, Grant, Portal, unit_serial, validate_iqn, volume_name)
+    SECURE_TPG_ATTRIBUTES,
+    VOLUME_RE,
+    AclState,
+    Backing,
+    ChapCredentials,
+    ExportInfo,
+    ExportSpec,
+    ExportState,
+    Grant,
+    Portal,
+    unit_serial,
+    validate_iqn,
+    volume_name,
+)
+from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.targets.base import DEFAULT_PREFIX
 from iscsiattach.model import validate_prefix
+from iscsiattach.targets.base import DEFAULT_PREFIX
 
 GROUP = "lio"
 

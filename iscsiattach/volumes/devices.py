@@ -34,7 +34,7 @@ class DeviceNumber(NamedTuple):
         return f"{self.major}:{self.minor}"
 
     @classmethod
-    def parse(cls, text: str) -> "DeviceNumber":
+    def parse(cls, text: str) -> DeviceNumber:
         """From sysfs' and mountinfo's "M:m"; ValueError if malformed."""
         major, minor = text.strip().split(":")
         return cls(int(major), int(minor))

@@ -8,11 +8,15 @@ import tempfile
 from collections.abc import Mapping
 
 from iscsiattach import failpoints
-from iscsiattach.exception import Conflict, InvalidInput, NotFound
+from iscsiattach.exception import Conflict, InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.model import Backing, BackingKind, validate_volume_id, volume_name
-from iscsiattach.volumes.base import (GIB, Provisioned, VolumeBackend, require_location,
-                                      validate_size_gib)
-from iscsiattach.exception import VolumeBackendError
+from iscsiattach.volumes.base import (
+    GIB,
+    Provisioned,
+    VolumeBackend,
+    require_location,
+    validate_size_gib,
+)
 
 
 class FileBackend(VolumeBackend):

@@ -10,11 +10,15 @@ import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
-from iscsiattach.exception import Conflict, InvalidInput, NotFound
+from iscsiattach.exception import Conflict, InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.model import Backing, BackingKind, validate_volume_id, volume_name
-from iscsiattach.volumes.base import (GIB, Provisioned, VolumeBackend, require_location,
-                                      validate_size_gib)
-from iscsiattach.exception import VolumeBackendError
+from iscsiattach.volumes.base import (
+    GIB,
+    Provisioned,
+    VolumeBackend,
+    require_location,
+    validate_size_gib,
+)
 
 Runner = Callable[..., subprocess.CompletedProcess]
 

@@ -15,10 +15,15 @@ from collections.abc import Callable
 import schemathesis
 from hypothesis import HealthCheck, given, settings, strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import (content_type_conformance, ignored_auth,
-                                 negative_data_rejection, not_a_server_error,
-                                 response_headers_conformance,
-                                 response_schema_conformance, status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 # Not positive_data_acceptance: Cinder's wire answers 400 to schema-valid
 # requests the state or the node refuses (a volume not available, a size

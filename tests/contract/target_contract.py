@@ -12,9 +12,16 @@ import uuid
 import pytest
 
 from iscsiattach.exception import InvalidInput, NotFound
+from iscsiattach.model import (
+    SECURE_TPG_ATTRIBUTES,
+    Backing,
+    BackingKind,
+    ChapCredentials,
+    ExportSpec,
+    Grant,
+    Portal,
+)
 from iscsiattach.secret import Secret
-from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
-from iscsiattach.model import SECURE_TPG_ATTRIBUTES
 
 INITIATOR = "iqn.2004-10.com.example:host-a"
 OTHER = "iqn.2004-10.com.example:host-b"

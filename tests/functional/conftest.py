@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from iscsiattach.model import Backing, BackingKind
+from iscsiattach.model import Backing, BackingKind, volume_name
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
-from iscsiattach.model import volume_name
 from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
 from tests.functional.iscsi import iscsiadm

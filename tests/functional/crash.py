@@ -23,13 +23,13 @@ from __future__ import annotations
 import http.client
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from iscsiattach.attachments import state as st
-from iscsiattach.attachments.wiring import Services, lock_dir, wire_services
 from iscsiattach.attachments.connection import new_chap
+from iscsiattach.attachments.wiring import Services, lock_dir, wire_services
 from iscsiattach.model import ExportSpec, Grant, Portal
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.volumes.base import GIB

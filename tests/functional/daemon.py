@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iscsiattach.cli.client import CliError, Client
+from iscsiattach.cli.client import Client, CliError
 from tests.functional.conftest import PREFIX
 from tests.support import daemon as support
 from tests.support.daemon import make_tls_cert

@@ -44,9 +44,10 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # -- the goals ---------------------------------------------------------------
 RATIO_MAX = 3.0             # loaded p50 / unloaded p50 of authenticated requests
@@ -376,7 +377,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(status), close
 
 
-async def _until_eof(reader: asyncio.StreamReader, stats: "Stats") -> None:
+async def _until_eof(reader: asyncio.StreamReader, stats: Stats) -> None:
     first = True
     while True:
         data = await reader.read(65536)
@@ -436,7 +437,7 @@ class Attack:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(
                     self.target.host, self.target.port, ssl=self.ctx,
                     limit=1 << 20), 30)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
                 st.connect_failures[type(exc).__name__] += 1
                 await asyncio.sleep(self.reconnect or 0.1)
                 continue

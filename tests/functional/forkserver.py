@@ -111,7 +111,7 @@ class ForkServer:
         assert line, "the fork server died"
         return json.loads(line)
 
-    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> "Forked":
+    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> Forked:
         return Forked(self, self._ask({"op": "spawn", "argv": argv, "env": env,
                                        "log": str(log)})["pid"])
 

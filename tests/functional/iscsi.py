@@ -63,7 +63,7 @@ class Node:
         return iscsiadm("-m", "node", "-T", self.iqn, "-p", str(self.portal), *iface, *args,
                         check=check, timeout=timeout)
 
-    def setup(self, user: str, secret: str, mutual: tuple[str, str] | None = None) -> "Node":
+    def setup(self, user: str, secret: str, mutual: tuple[str, str] | None = None) -> Node:
         self._node("-o", "new")
         settings = {"node.session.auth.authmethod": "CHAP",
                     "node.session.auth.username": user,
@@ -80,7 +80,7 @@ class Node:
         self._write_secrets(secrets)
         return self
 
-    def setup_without_auth(self) -> "Node":
+    def setup_without_auth(self) -> Node:
         self._node("-o", "new")
         for key, value in (("node.session.auth.authmethod", "None"),
                            ("node.session.initial_login_retry_max", "0"),

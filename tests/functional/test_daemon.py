@@ -16,6 +16,7 @@ from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import Node, initiator_name, write_and_read_back
 
+
 @pytest.fixture
 def daemon(tmp_path, scratch_fs, backend):     # backend: cleans our prefix up after
     d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes")

@@ -9,10 +9,16 @@ import uuid
 import pytest
 
 from iscsiattach.host.sessions import iscsi_sessions
-from iscsiattach.secret import Secret
 from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
-from tests.functional.iscsi import (Node, iscsiadm, initiator_name, sysfs_identity, wait_for,
-                                    write_and_read_back)
+from iscsiattach.secret import Secret
+from tests.functional.iscsi import (
+    Node,
+    initiator_name,
+    iscsiadm,
+    sysfs_identity,
+    wait_for,
+    write_and_read_back,
+)
 
 V4 = Portal("127.0.0.1", 3260)
 V6 = Portal("::1", 3260)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from rtslib_fb import BlockStorageObject, FileIOStorageObject
 
-from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal
+from iscsiattach.model import Backing, BackingKind, ExportSpec, Portal, unit_serial, volume_name
 from iscsiattach.targets.lio.configfs import CONFIGFS, DIRPREFIX, hba_slots
-from iscsiattach.model import unit_serial, volume_name
 
 TWIN = "iscsiattach-test-twin-"
 

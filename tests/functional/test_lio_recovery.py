@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import uuid
 
-from iscsiattach.model import ExportSpec, Grant, Portal
+from iscsiattach.model import ExportSpec, Grant, Portal, volume_name
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
-from iscsiattach.model import volume_name
 from tests.contract.target_contract import INITIATOR, chap
 from tests.functional.iscsi import Node, wait_for
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from iscsiattach.secret import Secret
 from iscsiattach.model import ChapCredentials, ExportSpec, Grant, Portal
+from iscsiattach.secret import Secret
 from iscsiattach.targets.lio.configfs import hba_slots
 
 N = 200

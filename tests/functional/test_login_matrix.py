@@ -15,14 +15,13 @@ import pytest
 
 from iscsiattach.attachments.wiring import lock_dir, wire_services
 from iscsiattach.exception import Conflict
-from iscsiattach.model import Portal
+from iscsiattach.model import SECURE_TPG_ATTRIBUTES, Portal
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS
-from iscsiattach.model import SECURE_TPG_ATTRIBUTES
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
-from tests.functional.sampler import Sampler
 from tests.functional.iscsi import Node, delete_iface, initiator_name, make_iface, wait_for
+from tests.functional.sampler import Sampler
 
 PORTAL = Portal("127.0.0.1")
 OTHER = "iqn.2004-10.com.example:matrix-other"

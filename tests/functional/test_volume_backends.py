@@ -234,11 +234,11 @@ def test_block_one_device_is_never_two_volumes(loop_device, shm_link, tmp_path):
     """Through the service and the API (over the fake target: no export is
     made): a second registration of one loop device, however its path is
     spelled, is a 400 with Cinder's fault body, and nothing is recorded."""
-    from iscsiattach.api.routes import build_app
     from iscsiattach.api.app import Auth
+    from iscsiattach.api.routes import build_app
     from iscsiattach.attachments.wiring import wire_services
-    from iscsiattach.secret import Secret
     from iscsiattach.model import Portal
+    from iscsiattach.secret import Secret
     from iscsiattach.targets.fake import FakeBackend
     from tests.functional.conftest import PREFIX
     from tests.unit.api_client import Client

@@ -22,14 +22,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from iscsiattach.api.app import Auth
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
-from iscsiattach.api.app import Auth
 from iscsiattach.attachments import state as st
 from iscsiattach.attachments.desired import connected
 from iscsiattach.attachments.wiring import DB_NAME, Services, wire_services
-from iscsiattach.secret import Secret
 from iscsiattach.model import Portal
+from iscsiattach.secret import Secret
 from iscsiattach.targets.fake import FakeAcl, FakeBackend, FakeStorageObject, FakeTarget
 from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.file import FileBackend

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from iscsiattach.api.routes import build_app
 from iscsiattach.api.app import Auth
+from iscsiattach.api.routes import build_app
 from iscsiattach.secret import Secret
 from tests.unit.api_client import Client
 
@@ -211,6 +211,7 @@ def test_metrics_and_health_without_a_token(services, fake_target):
 
 def test_service_log_lines_carry_the_request_id(api, volume, caplog):
     import logging
+
     from iscsiattach.api.app import RequestIdFilter
     caplog.handler.addFilter(RequestIdFilter())
     caplog.set_level(logging.INFO)

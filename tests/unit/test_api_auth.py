@@ -6,8 +6,12 @@ import stat
 
 import pytest
 
-from iscsiattach.api.auth import (check_noauth_listen, load_or_create_token,
-                                  noauth_identity, token_matches)
+from iscsiattach.api.auth import (
+    check_noauth_listen,
+    load_or_create_token,
+    noauth_identity,
+    token_matches,
+)
 from iscsiattach.exception import InvalidInput
 
 

@@ -7,8 +7,13 @@ import socket
 
 import pytest
 
-from iscsiattach.api.listen import (MAX_UNIX_PATH, TcpListen, UnixListen, parse_listen,
-                                    prepare_unix_socket)
+from iscsiattach.api.listen import (
+    MAX_UNIX_PATH,
+    TcpListen,
+    UnixListen,
+    parse_listen,
+    prepare_unix_socket,
+)
 from iscsiattach.exception import InvalidInput
 
 

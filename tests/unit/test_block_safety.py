@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
-from iscsiattach.api.routes import build_app
 from iscsiattach.api.app import Auth
+from iscsiattach.api.routes import build_app
 from iscsiattach.attachments.wiring import wire_services
 from iscsiattach.exception import InvalidInput, NotFound, VolumeBackendError
-from iscsiattach.secret import Secret
 from iscsiattach.model import Portal
+from iscsiattach.secret import Secret
 from iscsiattach.targets import fake as fake_module
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB

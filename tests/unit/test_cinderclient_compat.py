@@ -5,14 +5,13 @@ import threading
 import uuid
 
 import pytest
-from cinderclient import client as cinder
-from cinderclient import exceptions as cinder_exc
+from cinderclient import client as cinder, exceptions as cinder_exc
 from cinderclient.contrib import noauth
 from keystoneauth1 import session
 
+from iscsiattach.api.app import Auth
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.api.app import Auth
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 A = "iqn.2004-10.com.example:host-a"

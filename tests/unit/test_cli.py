@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from iscsiattach.api.app import Auth
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
-from iscsiattach.api.app import Auth
 from iscsiattach.cli.main import main
 from iscsiattach.secret import Secret
 

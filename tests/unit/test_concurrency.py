@@ -21,8 +21,16 @@ import pytest
 from iscsiattach.targets.fake import FakeBackend
 from tests.unit.api_client import Client
 from tests.unit.fuzz_strategies import PROFILE
-from tests.unit.fuzz_world import (CASES, PREFIX, TOKEN, World, connector, invariants, make_app,
-                                   services_over)
+from tests.unit.fuzz_world import (
+    CASES,
+    PREFIX,
+    TOKEN,
+    World,
+    connector,
+    invariants,
+    make_app,
+    services_over,
+)
 
 # A guard against a deadlock hanging the run, not a timing check: a pass
 # takes a few seconds even on a loaded machine.

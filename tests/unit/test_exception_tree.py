@@ -14,8 +14,7 @@ import iscsiattach
 from iscsiattach import exception as exc
 from iscsiattach.api.faults import FAULT_NAMES, to_fault
 from iscsiattach.api.server import make_server
-from iscsiattach.cli import host as cli_host
-from iscsiattach.cli import main as cli_main
+from iscsiattach.cli import host as cli_host, main as cli_main
 from iscsiattach.cli.client import Client
 from iscsiattach.cmd import daemon
 

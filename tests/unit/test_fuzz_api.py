@@ -22,10 +22,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.unit import fuzz_strategies as fz
-from tests.unit.fuzz_requests import (Call, Raw, any_call, check_fault_shape, run_call, send,
-                                      v3_call)
-from tests.unit.fuzz_world import (CASES, INITIATORS, SecretLog, Template, connector,
-                                   invariants)
+from tests.unit.fuzz_requests import Call, Raw, any_call, check_fault_shape, run_call, send, v3_call
+from tests.unit.fuzz_world import CASES, INITIATORS, SecretLog, Template, connector, invariants
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,15 @@ from hypothesis import given, strategies as st
 from iscsiattach.api.server import make_server
 from iscsiattach.cli import host, main as cli_main
 from tests.unit import fuzz_strategies as fz
-from tests.unit.fuzz_world import (CASES, INITIATORS, TOKEN, Template, invariants, secrets_of,
-                                   snapshot)
+from tests.unit.fuzz_world import (
+    CASES,
+    INITIATORS,
+    TOKEN,
+    Template,
+    invariants,
+    secrets_of,
+    snapshot,
+)
 
 ERROR = "iscsiattach: error: "
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.targets.lio import build, configfs
 from iscsiattach.model import Backing, BackingKind
+from iscsiattach.targets.lio import build, configfs
 
 SERIAL = "5e1a1b2c-0000-4000-8000-000000000001"
 

@@ -6,12 +6,23 @@ import uuid
 import pytest
 
 from iscsiattach.exception import InvalidInput
+from iscsiattach.model import (
+    SECURE_TPG_ATTRIBUTES,
+    AclState,
+    Backing,
+    BackingKind,
+    ChapCredentials,
+    ExportSpec,
+    ExportState,
+    Grant,
+    Portal,
+    naa_wwn,
+    validate_prefix,
+)
 from iscsiattach.secret import Secret
 from iscsiattach.targets import compute_drift
-from iscsiattach.model import AclState, Backing, BackingKind, ChapCredentials, ExportSpec, ExportState, Grant, Portal
 from iscsiattach.targets.base import TargetBackend
 from iscsiattach.targets.fake import FakeBackend
-from iscsiattach.model import SECURE_TPG_ATTRIBUTES, naa_wwn, validate_prefix
 
 VID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from iscsiattach.exception import InvalidInput
-from iscsiattach.net import resolve_portals
 from iscsiattach.model import Portal
+from iscsiattach.net import resolve_portals
 
 
 def test_addresses_and_interface_names():

@@ -15,8 +15,8 @@ from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import make_server
 from iscsiattach.attachments.wiring import wire_services
-from iscsiattach.secret import Secret
 from iscsiattach.model import Portal
+from iscsiattach.secret import Secret
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
 from tests.contract.api_schema import fuzz_every_operation

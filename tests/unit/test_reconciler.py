@@ -133,6 +133,7 @@ def test_a_volume_being_created_is_not_touched_by_the_reconciler(services, monke
 
 def test_periodic_runs_survive_a_failing_run(services, monkeypatch):
     import threading
+
     from iscsiattach.attachments.reconciler import run_periodically
     runs = []
     stop = threading.Event()

@@ -213,7 +213,7 @@ def test_a_chap_login_puts_no_secret_on_any_command_line(connectors, tmp_path, m
     record.parent.mkdir()
     record.write_text("node.name = x\n")
     monkeypatch.setattr(node_record, "NODE_DIRS", (str(tmp_path),))
-    from os_brick.initiator import utils as initiator_utils      # os-brick sets it below
+    from os_brick.initiator import utils as initiator_utils  # os-brick sets it below
     monkeypatch.setattr(initiator_utils, "ISCSI_SUPPORTS_MANUAL_SCAN",
                         initiator_utils.ISCSI_SUPPORTS_MANUAL_SCAN)
     answers = iter([[], [("tcp:", "1", portal, "1", iqn)]])      # before, after the login

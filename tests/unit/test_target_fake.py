@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from iscsiattach.model import Backing, BackingKind
+from iscsiattach.model import Backing, BackingKind, volume_name
 from iscsiattach.targets.fake import FakeBackend, FakeTarget
-from iscsiattach.model import volume_name
 from tests.contract.target_contract import Tamper, TargetContract
 
 PREFIX = "iqn.2010-10.org.iscsiattach.unit:"
@@ -32,6 +31,7 @@ class FakeTamper(Tamper):
 
     def set_chap_password(self, vid, initiator, value):
         from dataclasses import replace
+
         from iscsiattach.secret import Secret
         acl = self._tgt(vid).acls[initiator]
         acl.chap = replace(acl.chap, password=Secret(value))

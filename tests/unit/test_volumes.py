@@ -10,13 +10,12 @@ import subprocess
 import pytest
 from oslo_config import cfg
 
-from iscsiattach.exception import Conflict, InvalidInput, NotFound
+from iscsiattach.exception import Conflict, InvalidInput, NotFound, VolumeBackendError
 from iscsiattach.model import Backing, BackingKind
 from iscsiattach.volumes import options
 from iscsiattach.volumes.base import GIB, Provisioned, validate_size_gib
 from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.devices import HostDevices
-from iscsiattach.exception import VolumeBackendError
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend
 from tests.unit.fake_host import FakeHost

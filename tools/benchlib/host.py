@@ -179,6 +179,7 @@ def brick_as_is() -> Iterator[None]:
     from os_brick.initiator import connector
     from os_brick.initiator.connectors.iscsi import ISCSIConnector
     from oslo_concurrency import processutils
+
     from iscsiattach.host import brick
     names = ("connector_properties", "wait_for_udev", "wait_for_disk", "echo_scsi_command",
              "RECORD_NODE_KEYS", "iscsi_sessions", "node_records", "_iscsi")

@@ -20,13 +20,12 @@ import sys
 import uuid
 from pathlib import Path
 
+from benchlib.common import PREFIX_OURS, WORK
+from benchlib.profiles import PROFILES
 from iscsiattach.attachments.wiring import DB_NAME, wire_services
 from iscsiattach.model import Portal
 from iscsiattach.targets.fake import FakeBackend
 from iscsiattach.volumes.file import FileBackend
-
-from benchlib.common import PREFIX_OURS, WORK
-from benchlib.profiles import PROFILES
 from tests.support.scratch import sparse_file
 
 VOLUME_DIR = str(WORK / "mnt" / "ours")   # the guest's path (ext4 scratch)

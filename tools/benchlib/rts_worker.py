@@ -17,8 +17,7 @@ import sys
 import time
 
 import rtslib_fb
-from rtslib_fb import (LUN, TPG, FileIOStorageObject, MappedLUN, NetworkPortal, NodeACL,
-                       Target)
+from rtslib_fb import LUN, TPG, FileIOStorageObject, MappedLUN, NetworkPortal, NodeACL, Target
 
 from benchlib.common import BASELINE_INITIATOR, throwaway_secret
 

@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import ours, populate, restore, tcli
-from benchlib.common import (PREFIX_CTL, PREFIX_OURS, PREFIX_RTS, PREFIX_TCLI, WORK, Results,
-                             log, summary)
+from benchlib.common import (
+    PREFIX_CTL,
+    PREFIX_OURS,
+    PREFIX_RTS,
+    PREFIX_TCLI,
+    WORK,
+    Results,
+    log,
+    summary,
+)
 from benchlib.lio_cleanup import cleanup
 from benchlib.profiles import PROFILES, Profile
 from tests.support.scratch import scratch_fs, sparse_file

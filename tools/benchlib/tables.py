@@ -59,7 +59,8 @@ def control(v: View, figures: Figures) -> str:
                      (a.get("create") or {}).get("n"),
                      f"{est}{ms(p50['b', 'create'])} / {est}{ms(p50['b', 'delete'])}",
                      "estimated" if how == "grown" else
-                     f"{(b.get('create') or {}).get('n', 0)}{', cut short' if how == 'cut short' else ''}",
+                     f"{(b.get('create') or {}).get('n', 0)}"
+                     f"{', cut short' if how == 'cut short' else ''}",
                      f"{ratio(p50['a', 'create'], p50['o', 'create'])} / "
                      f"{ratio(p50['a', 'delete'], p50['o', 'delete'])}",
                      f"{ratio(p50['b', 'create'], p50['o', 'create'])} / "

@@ -39,7 +39,8 @@ def _run(e2e: dict, key: str, side: str) -> dict:
 def e2e(v: View, figures: Figures) -> str:
     """Item 3: attach and detach, p50 totals against the iscsiadm floor."""
     e = v.section("e2e")
-    fa, fd = _phase(_run(e, "floor", "attach"), "total"), _phase(_run(e, "floor", "detach"), "total")
+    fa = _phase(_run(e, "floor", "attach"), "total")
+    fd = _phase(_run(e, "floor", "detach"), "total")
     n_floor = (_run(e, "floor", "attach").get("phases", {}).get("total") or {}).get("n")
     rows = [["iscsiadm floor", sec(fa), "1.00x", sec(fd), "1.00x", n_floor]]
     for key, label in VARIANTS:

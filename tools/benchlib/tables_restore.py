@@ -3,6 +3,7 @@ the model that estimates targetctl where the run did not measure it."""
 from __future__ import annotations
 
 from functools import partial
+
 from benchlib import plots
 from benchlib.fmt import DASH, sec, table, times, verdict
 from benchlib.tables_host import RESTORE_GOAL, Figures

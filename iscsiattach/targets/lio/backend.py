@@ -29,9 +29,19 @@ from rtslib_fb import TPG, FabricModule, NodeACL, Target
 
 from iscsiattach import failpoints
 from iscsiattach.exception import NotFound, TargetError, TargetUnavailable
-from iscsiattach.model import (SECURE_TPG_ATTRIBUTES, Backing, BackingKind, ExportInfo,
-                               ExportSpec, ExportState, Grant, unit_serial, validate_iqn,
-                               validate_volume_id, volume_name)
+from iscsiattach.model import (
+    SECURE_TPG_ATTRIBUTES,
+    Backing,
+    BackingKind,
+    ExportInfo,
+    ExportSpec,
+    ExportState,
+    Grant,
+    unit_serial,
+    validate_iqn,
+    validate_volume_id,
+    volume_name,
+)
 from iscsiattach.targets.base import TargetBackend, check_backing
 from iscsiattach.targets.lio import build, configfs, converge
 from iscsiattach.targets.lio.converge import translated

@@ -118,7 +118,7 @@ def _build_acl(acl: str, lun: str, grant: Grant) -> None:
     configfs.hide_secrets(acl)          # before a secret is in them
     chap = grant.chap
     values = [("userid", Secret(chap.userid)), ("password", chap.password)]
-    if chap.mutual:
+    if chap.mutual_userid is not None and chap.mutual_password is not None:    # mutual
         values += [("userid_mutual", Secret(chap.mutual_userid)),
                    ("password_mutual", chap.mutual_password)]
     for name, want in values:

@@ -11,13 +11,28 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from rtslib_fb import (BlockStorageObject, FileIOStorageObject, LUN, MappedLUN,
-                       NetworkPortal, NodeACL, TPG)
+from rtslib_fb import (
+    LUN,
+    TPG,
+    BlockStorageObject,
+    FileIOStorageObject,
+    MappedLUN,
+    NetworkPortal,
+    NodeACL,
+)
 from rtslib_fb.utils import RTSLibError
 
-from iscsiattach.exception import IscsiAttachError, InvalidInput, TargetError
-from iscsiattach.model import (SECURE_TPG_ATTRIBUTES, AclState, Backing, BackingKind,
-                               ChapCredentials, ExportSpec, Portal, unit_serial)
+from iscsiattach.exception import InvalidInput, IscsiAttachError, TargetError
+from iscsiattach.model import (
+    SECURE_TPG_ATTRIBUTES,
+    AclState,
+    Backing,
+    BackingKind,
+    ChapCredentials,
+    ExportSpec,
+    Portal,
+    unit_serial,
+)
 from iscsiattach.secret import Secret
 from iscsiattach.targets.base import AUTH_METHOD
 from iscsiattach.targets.lio import configfs

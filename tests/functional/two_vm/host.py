@@ -20,8 +20,21 @@ import time
 from pathlib import Path
 
 from tests.functional.two_vm.common import (
-    API_PORT, API_URL, HOST_DONE, HOST_IP, ISCSI_PORT, READY, STORAGE_IP, TOKEN, Failure,
-    log, results, verdict, wait_for, write_json)
+    API_PORT,
+    API_URL,
+    HOST_DONE,
+    HOST_IP,
+    ISCSI_PORT,
+    READY,
+    STORAGE_IP,
+    TOKEN,
+    Failure,
+    log,
+    results,
+    verdict,
+    wait_for,
+    write_json,
+)
 
 SIDE = "host"
 CLI = Path(sys.executable).with_name("iscsiattach")

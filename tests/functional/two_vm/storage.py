@@ -14,8 +14,24 @@ import sys
 from pathlib import Path
 
 from tests.functional.two_vm.common import (
-    API_PORT, API_URL, HOST_DONE, HOST_IP, PREFIX, READY, STORAGE_IP, TOKEN, Failure,
-    acl_dir, api, log, our_acls, results, verdict, wait_for, write_json)
+    API_PORT,
+    API_URL,
+    HOST_DONE,
+    HOST_IP,
+    PREFIX,
+    READY,
+    STORAGE_IP,
+    TOKEN,
+    Failure,
+    acl_dir,
+    api,
+    log,
+    our_acls,
+    results,
+    verdict,
+    wait_for,
+    write_json,
+)
 from tests.support.daemon import Config, Daemon, file_backend
 from tests.support.scratch import mount_scratch
 from tests.support.wait import wait_for as support_wait
