@@ -376,7 +376,7 @@ class Suite:
                 "targetctl_active_enter_s": round(int(tctl.get("ActiveEnterTimestampMonotonic",
                                                                "0")) / 1e6, 2),
                 "restore_line_s": restore, "first_reconcile": line,
-                "NRestarts": props["NRestarts"]}
+                "NRestarts": props["NRestarts"], "footprint": footprint(props)}
 
     def targetctl_saved_reboot(self) -> dict:
         """A saveconfig.json (as `targetcli saveconfig` or `targetctl save`
@@ -409,6 +409,14 @@ class Suite:
         made = self.populate(n)
         result = self.reboot(f"scale-{n}")
         return {"populate": made, **result}
+
+
+def footprint(props: dict[str, str]) -> dict[str, Any]:
+    """What the unit's cgroup holds now (for MemoryMax=, TasksMax=)."""
+    memory = props.get("MemoryCurrent", "")
+    return {"memory_mb": int(memory) >> 20 if memory.isdigit() else memory,
+            "tasks": props.get("TasksCurrent"), "LimitNOFILE": props.get("LimitNOFILE"),
+            "MemoryMax": props.get("MemoryMax"), "TasksMax": props.get("TasksMax")}
 
 
 def make_cert(folder: Path, ip: str) -> tuple[Path, Path]:
