@@ -60,6 +60,7 @@ class Suite:
     results: Path
     say: Callable[[str], None]
     checks: list[dict] = field(default_factory=list)
+    started_config_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -80,12 +81,22 @@ class Suite:
             record.update({"pass": False, "reason": f"{type(exc).__name__}: {exc}",
                            "traceback": traceback.format_exc()[-3000:]})
         record["seconds"] = round(time.monotonic() - t0, 1)
+        if not record["pass"]:
+            record["unit_journal"] = self.journal_tail()
         self.checks.append(record)
         self.say(f"check {name}: {'PASS' if record['pass'] else 'FAIL'} "
                  f"({record['seconds']} s)" + ("" if record["pass"] else f": {record['reason']}"))
         if not record["pass"] and fatal:
             raise Abort(name)
         return record.get("evidence")
+
+    def journal_tail(self) -> list[str]:
+        """The daemon's last journal lines, to say why a check failed."""
+        try:
+            return self.sh(f"journalctl -b -u {UNIT} -n 25 --no-pager -o short-monotonic",
+                           timeout=60, check=False).splitlines()
+        except Exception as exc:       # noqa: BLE001 - the node may be gone
+            return [f"(no journal: {exc})"[:300]]
 
     def sh(self, script: str, timeout: float = 600, check: bool = True) -> str:
         return self.node.run(script, timeout, check).out
@@ -127,7 +138,7 @@ class Suite:
         expect(pid1 == "systemd", f"PID 1 is {pid1}, not systemd")
         expect(state == "running", f"system state {state}; failed units: {failed}")
         return {"pid1": pid1, "state": state, "agent_up_s": round(up, 1),
-                "multi_user_serial_s": node.serial_mark("multi-user"),
+                "multi_user_serial_s": node.serial_mark("Multi-User System"),
                 "systemd_analyze": self.sh("systemd-analyze").splitlines()[0],
                 "kernel": self.sh("uname -r").strip(),
                 "python3": self.sh("python3 --version").strip()}
@@ -184,8 +195,14 @@ class Suite:
                 ("volumes", "backend", "file")):
             self.guest(f"set-option {CONF} {section} {key_} {shlex.quote(value)}")
         self.save("iscsiattach.conf", self.sh(f"grep -v '^#' {CONF} | grep -v '^$'"))
+        self.started_config_at = self.exports()["uptime"]
+        # enable --now, and a restart in case the package's own scripts had
+        # started it already with the shipped settings.
         t0 = time.monotonic()
         self.sh(f"systemctl enable --now {UNIT}", timeout=900)
+        was = self.props()
+        if int(was["ExecMainStartTimestampMonotonic"]) / 1e6 < self.started_config_at:
+            self.sh(f"systemctl restart {UNIT}", timeout=900)
         took = time.monotonic() - t0
         props = self.props()
         expect(props["ActiveState"] == "active", f"{UNIT} is {props['ActiveState']}")
@@ -370,7 +387,7 @@ class Suite:
                 ("ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")}
         return {"boot": self.node.boots, "exports": found["whole"], "others": found["others"],
                 "agent_up_s": round(up, 1),
-                "multi_user_serial_s": self.node.serial_mark("multi-user"),
+                "multi_user_serial_s": self.node.serial_mark("Multi-User System"),
                 "systemd_analyze": analyze[0] if analyze else "",
                 "iscsiattachd_monotonic_s": mono,
                 "targetctl_active_enter_s": round(int(tctl.get("ActiveEnterTimestampMonotonic",
