@@ -383,6 +383,9 @@ class Suite:
         self.save(f"journal-{label}.txt", self.sh("journalctl -b --no-pager -o short-monotonic",
                                                   check=False))
         expect(found["whole"] == n, f"{found['whole']} of {n} exports after the boot")
+        # Started once, cleanly: not after failed attempts (say, binding
+        # an address the network had not brought up yet).
+        expect(props["NRestarts"] == "0", f"NRestarts {props['NRestarts']} after the boot")
         mono = {k: round(int(props[k]) / 1e6, 2) for k in
                 ("ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")}
         return {"boot": self.node.boots, "exports": found["whole"], "others": found["others"],
