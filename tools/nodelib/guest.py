@@ -4,8 +4,9 @@ the project): what the suite reads and does there, as JSON on stdout.
   guest.py populate N URL CACERT TOKENFILE   N volumes, each attached (an export)
   guest.py exports PREFIX                    our targets in LIO (configfs)
   guest.py unit UNIT                         `systemctl show UNIT` as a dict
-  guest.py journal UNIT TEXT                 monotonic time (s) of UNIT's first
-                                             line this boot containing TEXT, or null
+  guest.py journal UNIT TEXT [AFTER]         monotonic time (s) of UNIT's first
+                                             line this boot containing TEXT (and
+                                             logged after AFTER s), or null
   guest.py wait-restart UNIT OLDPID TIMEOUT  until UNIT is active with another
                                              main pid; when, and its properties
   guest.py wait-exports PREFIX N TIMEOUT     until N of our targets are enabled
@@ -104,14 +105,15 @@ def unit(name: str) -> dict:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def journal(name: str, text: str) -> float | None:
+def journal(name: str, text: str, after: float = 0.0) -> float | None:
     out = subprocess.run(["journalctl", "-b", "-u", name, "-o", "json", "--no-pager"],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         entry = json.loads(line)
         message = entry.get("MESSAGE")
-        if isinstance(message, str) and text in message:
-            return int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
+        at = int(entry["__MONOTONIC_TIMESTAMP"]) / 1e6
+        if isinstance(message, str) and text in message and at >= after:
+            return at
     return None
 
 
@@ -197,7 +199,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "unit":
         result = unit(args[0])
     elif cmd == "journal":
-        result = {"monotonic": journal(args[0], args[1])}
+        result = {"monotonic": journal(args[0], args[1], float(args[2]) if args[2:] else 0.0)}
     elif cmd == "wait-restart":
         result = wait_restart(args[0], args[1], float(args[2]))
     elif cmd == "wait-exports":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,6 +34,7 @@ from typing import IO
 from nodelib.image import Image
 
 LOCK_DIR = Path("/run/lock/iscsiattach-vm")   # tools/vm's VM slots
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 AGENT = r"""#!/bin/bash
 # node-vm agent (written by the host): run each req/N.sh in order; its output
@@ -130,7 +132,9 @@ class Node:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.boots += 1
         self.serial = self.folder / f"serial.{self.boots}.log"
-        append = ("root=/dev/vda ro console=ttyS0 net.ifnames=0"
+        # show_status: systemd's "Reached target" lines on the serial console
+        # at every boot (by default only when a boot is slow), for timing.
+        append = ("root=/dev/vda ro console=ttyS0 net.ifnames=0 systemd.show_status=1"
                   " module_blacklist=kvm,kvm_intel,kvm_amd")
         net: list[str] = []
         if self.link:
@@ -267,11 +271,13 @@ class Node:
             self.proc.wait(30)
 
     def serial_mark(self, pattern: str) -> float | None:
-        """Seconds after power-on of the first serial line containing pattern."""
+        """Seconds after power-on of this boot's first serial line matching
+        the regular expression (colour codes removed first)."""
         if not self.serial or not self.serial.exists():
             return None
+        found = re.compile(pattern)
         for line in self.serial.read_text(errors="replace").splitlines():
-            if pattern in line:
+            if found.search(ANSI.sub("", line)):
                 return float(line.split(None, 1)[0])
         return None
 

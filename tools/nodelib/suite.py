@@ -22,6 +22,7 @@ from typing import Any
 from nodelib.qemu import Node, copy_in
 
 GUEST = "/usr/bin/python3 /mnt/host/guest.py"
+MULTI_USER = r"Reached target.*multi-user"     # systemd's line on the serial console
 UNIT = "iscsiattachd"
 TARGETCTL = "rtslib-fb-targetctl"
 CONF = "/etc/iscsiattach/iscsiattach.conf"
@@ -119,8 +120,10 @@ class Suite:
         found.pop("names", None)
         return found
 
-    def mono(self, text: str, unit: str = UNIT) -> float | None:
-        return self.guest(f"journal {unit} {shlex.quote(text)}")["monotonic"]
+    def mono(self, text: str, unit: str = UNIT, after: float = 0.0) -> float | None:
+        """When (CLOCK_MONOTONIC s) the unit's journal first said text, this
+        boot, at or after ``after``."""
+        return self.guest(f"journal {unit} {shlex.quote(text)} {after}")["monotonic"]
 
     def save(self, name: str, text: str) -> None:
         (self.results / name).write_text(text)
@@ -138,7 +141,7 @@ class Suite:
         expect(pid1 == "systemd", f"PID 1 is {pid1}, not systemd")
         expect(state == "running", f"system state {state}; failed units: {failed}")
         return {"pid1": pid1, "state": state, "agent_up_s": round(up, 1),
-                "multi_user_serial_s": node.serial_mark("Multi-User System"),
+                "multi_user_serial_s": node.serial_mark(MULTI_USER),
                 "systemd_analyze": self.sh("systemd-analyze").splitlines()[0],
                 "kernel": self.sh("uname -r").strip(),
                 "python3": self.sh("python3 --version").strip()}
@@ -242,11 +245,12 @@ class Suite:
         early = [c for c in watch["changes"] if c[1] == "active" and c[2] < n]
         expect(not early, f"active with fewer than {n} exports: {early}")
         first_active = next(c for c in watch["changes"] if c[1] == "active")
-        restore = self.mono("LIO holds nothing of ours")
-        reconciled = self.mono(f"reconcile: {n} volumes")
-        listening = self.mono("listening on")
         active = int(props["ActiveEnterTimestampMonotonic"]) / 1e6
         started = int(props["ExecMainStartTimestampMonotonic"]) / 1e6
+        # This start's lines only (the journal also holds earlier starts').
+        restore = self.mono("LIO holds nothing of ours", after=started)
+        reconciled = self.mono(f"reconcile: {n} volumes", after=started)
+        listening = self.mono("listening on", after=started)
         expect(None not in (restore, reconciled, listening),
                f"journal lines missing: restore {restore}, reconciled {reconciled}, "
                f"listening {listening}")
@@ -291,7 +295,7 @@ class Suite:
         found = self.exports()
         expect(state == "inactive", f"after stop the unit is {state}")
         expect(found["whole"] == n, f"{found['whole']} of {n} exports after stop: {found}")
-        portal = self.sh("ls /sys/kernel/config/target/iscsi/*/tpgt_1/np | sort -u | head -3")
+        portal = self.sh("ls /sys/kernel/config/target/iscsi/*/tpgt_1/np | grep -v : | sort -u")
         self.sh(f"systemctl start {UNIT}", timeout=900)
         return {"stop_s": round(took, 1), "state": state, "exports": found["whole"],
                 "portals": portal.split(), "result": self.props()["Result"]}
@@ -317,7 +321,7 @@ class Suite:
             sent, after = self.guest_lines(
                 f"{GUEST} signal {pid} STOP && {GUEST} wait-restart {UNIT} {pid} 600",
                 timeout=660)
-            timeout_at = self.mono("Watchdog timeout")
+            timeout_at = self.mono("Watchdog timeout", after=sent["at"])
             expect(timeout_at is not None, "no 'Watchdog timeout' in the unit's journal")
             assert timeout_at is not None
             expect(int(after["NRestarts"]) == restarts + 1,
@@ -378,7 +382,8 @@ class Suite:
         tctl = self.props(TARGETCTL)
         analyze = self.sh("systemd-analyze", check=False).splitlines()
         restore = self.mono("LIO holds nothing of ours")
-        line = self.sh(f"journalctl -b -u {UNIT} -o cat --no-pager | grep -m1 'reconcile: '",
+        reconciled = self.mono(" volumes, ", after=restore or 0.0)
+        line = self.sh(f"journalctl -b -u {UNIT} -o cat --no-pager | grep -m1 ' volumes, '",
                        check=False).strip()
         self.save(f"journal-{label}.txt", self.sh("journalctl -b --no-pager -o short-monotonic",
                                                   check=False))
@@ -390,12 +395,13 @@ class Suite:
                 ("ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")}
         return {"boot": self.node.boots, "exports": found["whole"], "others": found["others"],
                 "agent_up_s": round(up, 1),
-                "multi_user_serial_s": self.node.serial_mark("Multi-User System"),
+                "multi_user_serial_s": self.node.serial_mark(MULTI_USER),
                 "systemd_analyze": analyze[0] if analyze else "",
                 "iscsiattachd_monotonic_s": mono,
                 "targetctl_active_enter_s": round(int(tctl.get("ActiveEnterTimestampMonotonic",
                                                                "0")) / 1e6, 2),
-                "restore_line_s": restore, "first_reconcile": line,
+                "restore_begins_s": restore, "restore_done_s": reconciled,
+                "first_reconcile": line,
                 "NRestarts": props["NRestarts"], "footprint": footprint(props)}
 
     def targetctl_saved_reboot(self) -> dict:
