@@ -238,7 +238,10 @@ class Node:
         """`systemctl reboot` in the node; qemu exits (-no-reboot) and a new
         one starts on the same disk. Seconds from the command to qemu's exit."""
         t0 = time.monotonic()
-        self.run("systemctl reboot --no-block")
+        # In 1 s, from a timer: this request's status must reach the share
+        # before the shutdown stops the agent.
+        self.run("systemd-run --quiet --on-active=1 --timer-property=AccuracySec=100ms "
+                 "systemctl reboot")
         rc = self.wait_exit(timeout)
         if rc != 0:
             raise NodeError(f"{self.name}: qemu exited {rc} on reboot; " + self.serial_tail())
@@ -258,7 +261,8 @@ class Node:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            self.run("systemctl poweroff --no-block", timeout=30)
+            self.run("systemd-run --quiet --on-active=1 --timer-property=AccuracySec=100ms "
+                     "systemctl poweroff", timeout=30)
             self.wait_exit(timeout)
         except NodeError:
             self.kill()
