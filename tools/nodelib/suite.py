@@ -423,7 +423,7 @@ class Suite:
         n = self.exports()["whole"]
         self.sh("targetctl save")
         saved = self.sh("stat -c '%a %s' /etc/rtslib-fb-target/saveconfig.json && "
-                        "grep -c '\"password\"' /etc/rtslib-fb-target/saveconfig.json",
+                        "grep -c '\"chap_password\": \"[^\"]' /etc/rtslib-fb-target/saveconfig.json",
                         check=False).split()
         try:
             result = self.reboot("targetctl-saved")
@@ -433,7 +433,7 @@ class Suite:
             expect(ours >= result["targetctl_active_enter_s"],
                    f"iscsiattachd started at {ours} s, before targetctl restore finished "
                    f"({result['targetctl_active_enter_s']} s): it can clear our exports")
-            return {"saveconfig_mode_size_passwords": saved, **result,
+            return {"saveconfig_mode_size_chap_secrets": saved, **result,
                     "targetctl_journal": tjournal[-4:], "exports_expected": n}
         finally:
             self.sh("rm -f /etc/rtslib-fb-target/saveconfig.json", check=False)
