@@ -29,6 +29,7 @@ CONF = "/etc/iscsiattach/iscsiattach.conf"
 TLS_DIR = "/etc/iscsiattach/tls"
 PREFIX = "iqn.2010-10.org.openstack:"     # the shipped default [lio] target_prefix
 TOKEN = "/var/lib/iscsiattach/api-token"  # the default: <state_path>/api-token
+SAVED = "/etc/rtslib-fb-target/saveconfig.json"   # Debian's targetctl save/restore file
 
 
 class CheckFailed(AssertionError):
@@ -422,8 +423,8 @@ class Suite:
         our exports must still be whole after the boot."""
         n = self.exports()["whole"]
         self.sh("targetctl save")
-        saved = self.sh("stat -c '%a %s' /etc/rtslib-fb-target/saveconfig.json && "
-                        "grep -c '\"chap_password\": \"[^\"]' /etc/rtslib-fb-target/saveconfig.json",
+        saved = self.sh(f"stat -c '%a %s' {SAVED} && "
+                        f"grep -c '\"chap_password\": \"[^\"]' {SAVED}",
                         check=False).split()
         try:
             result = self.reboot("targetctl-saved")
@@ -436,7 +437,7 @@ class Suite:
             return {"saveconfig_mode_size_chap_secrets": saved, **result,
                     "targetctl_journal": tjournal[-4:], "exports_expected": n}
         finally:
-            self.sh("rm -f /etc/rtslib-fb-target/saveconfig.json", check=False)
+            self.sh(f"rm -f {SAVED}", check=False)
 
     def power_cut(self) -> dict:
         n = self.exports()["whole"]
