@@ -1,5 +1,6 @@
 """The project's .deb that the node installs: given, or the newest in dist/,
-or built with tools/package when there is none."""
+or built with tools/package when there is none. Packages of the same build
+beside it (iscsiattach*_<same version>_amd64.deb) are installed with it."""
 from __future__ import annotations
 
 import subprocess
@@ -24,6 +25,12 @@ def find_deb(given: Path | None) -> Path:
         if newest is None:
             raise SystemExit("tools/node-vm: tools/package made no dist/iscsiattach_*.deb")
     return newest
+
+
+def with_siblings(deb: Path) -> list[Path]:
+    """The .deb and the other packages of its build in the same folder."""
+    version = deb.name.split("_")[1]
+    return sorted({deb, *deb.parent.glob(f"iscsiattach*_{version}_amd64.deb")})
 
 
 def _newest() -> Path | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodelib.deb import with_siblings
 from nodelib.qemu import Node, copy_in
 
 GUEST = "/usr/bin/python3 /mnt/host/guest.py"
@@ -157,18 +158,22 @@ class Suite:
     def install(self) -> dict:
         routes = self.sh("ip -4 route; ip -6 route", check=False).strip()
         expect("default" not in routes, f"the node has a default route: {routes}")
-        copy_in(self.node, self.deb, f"/root/{self.deb.name}")
+        debs = with_siblings(self.deb)
+        for deb in debs:
+            copy_in(self.node, deb, f"/root/{deb.name}")
+        names = " ".join(f"./{shlex.quote(d.name)}" for d in debs)
         t0 = time.monotonic()
         res = self.node.run(f"cd /root && DEBIAN_FRONTEND=noninteractive "
-                            f"apt-get install -y ./{shlex.quote(self.deb.name)}", 900, check=False)
+                            f"apt-get install -y {names}", 900, check=False)
         took = time.monotonic() - t0
         self.save("apt-install.log", res.out)
-        expect(res.rc == 0, f"apt-get install ./{self.deb.name} failed offline (exit {res.rc}): "
+        expect(res.rc == 0, f"apt-get install {names} failed offline (exit {res.rc}): "
                             + res.out[-1500:])
         status = self.sh("dpkg-query -W -f '${Status} ${Version}' iscsiattach")
         expect(status.startswith("install ok installed"), f"dpkg says: {status}")
         after = self.sh(f"systemctl is-enabled {UNIT}; systemctl is-active {UNIT}", check=False)
-        return {"routes": routes, "apt_s": round(took, 1), "dpkg": status,
+        return {"routes": routes, "debs": [d.name for d in debs], "apt_s": round(took, 1),
+                "dpkg": status,
                 "apt_tail": res.out.strip().splitlines()[-3:],
                 "unit_after_install": after.split(),
                 "version": self.sh("iscsiattach --version", check=False).strip(),
