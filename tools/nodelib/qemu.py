@@ -27,6 +27,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -304,7 +305,7 @@ class Slots:
     ISCSIATTACH_VM_SLOTS qemu at once, default 2): held for the whole run,
     so no node ever boots beside another VM beyond the limit."""
 
-    def __init__(self, want: int, say) -> None:
+    def __init__(self, want: int, say: Callable[[str], None]) -> None:
         self.fds: list[int] = []
         total = int(os.environ.get("ISCSIATTACH_VM_SLOTS", "2"))
         if total <= 0:
