@@ -442,7 +442,9 @@ class Suite:
             return {"saveconfig_mode_size_chap_secrets": saved, **result,
                     "targetctl_journal": tjournal[-4:], "exports_expected": n}
         finally:
-            self.sh(f"rm -f {SAVED}", check=False)
+            # Durable now: a power cut soon after must not bring it back
+            # (ext4 commits every 5 s; seen once).
+            self.sh(f"rm -f {SAVED} && sync", check=False)
 
     def power_cut(self) -> dict:
         n = self.exports()["whole"]
