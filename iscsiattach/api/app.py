@@ -193,7 +193,7 @@ class Application:
         try:
             kind, resp = await self._answer(scope, receive, req)
             if not req.authenticated:
-                resp = await self._unauthenticated(resp, scope.get("client"))
+                resp = await self._unauthenticated(resp, scope.get("client"), receive)
             elapsed = time.monotonic() - started
             resp.headers += mv.response_headers(req.version)
             resp.headers.append(("x-openstack-request-id", req.request_id))
@@ -298,7 +298,8 @@ class Application:
         except TimeoutError:
             raise HttpError(408, "The request body did not arrive in time.") from None
 
-    async def _unauthenticated(self, resp: Response, peer: Any) -> Response:
+    async def _unauthenticated(self, resp: Response, peer: Any,
+                               receive: Callable) -> Response:
         """Answers to anyone without the token (probes, refusals) leave at
         most ``unauthenticated_rate`` a second, all clients together: a
         flood of them cannot take the CPU the operations need. Over
@@ -308,7 +309,8 @@ class Application:
         delay = self.unauthenticated.reserve()
         if delay is None:
             hold = self.holds.refused(peer)
-            await asyncio.sleep(hold)
+            # A client that leaves ends its hold: nothing waits on its behalf.
+            await wait_unless_gone(hold, receive)
             return Response(429, fault_body(429, "Too many requests without a valid "
                                                  "token; try again later."),
                             [("Retry-After", str(math.ceil(hold)))])
@@ -334,6 +336,19 @@ class Application:
         # formatter escapes control characters (the path is the client's).
         LOG.info("%s %s %s -> %d in %.3fs", kind, req.method[:16], req.path[:512],
                  status, elapsed)
+
+
+async def wait_unless_gone(seconds: float, receive: Callable) -> bool:
+    """Wait ``seconds``, or less if the client disconnects first (True then).
+    Whatever body the client still sends meanwhile is received and dropped."""
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    try:
+        await asyncio.wait_for(gone(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _receive_body(receive: Callable, limit: int) -> bytes:

@@ -6,6 +6,7 @@ that. Stopping it never tears exports down: hosts stay connected.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import signal
@@ -92,11 +93,7 @@ def serve(config: cfg.ConfigOpts) -> None:
                              "run_now": False}).start()
     _start_watchdog(stop, server)
 
-    def shutdown(signum, _frame):
-        LOG.info("signal %d: stopping (exports stay up)", signum)
-        systemd.notify("STOPPING=1")
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+    shutdown = shutdown_handler(stop, server)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     LOG.info("listening on %s%s (at most %d connections)", config.api.listen,
@@ -106,6 +103,18 @@ def serve(config: cfg.ConfigOpts) -> None:
     systemd.notify("READY=1\n" + _status(report))
     server.serve_forever()
     server.server_close()
+
+
+def shutdown_handler(stop: threading.Event, server: ApiServer):
+    """The SIGTERM/SIGINT handler: stop serving; exports stay up."""
+    def shutdown(signum, _frame) -> None:
+        # A handler runs in whatever context the main thread was in when the
+        # signal came, maybe a request's: log in a fresh one, with no id.
+        contextvars.Context().run(LOG.info, "signal %d: stopping (exports stay up)", signum)
+        systemd.notify("STOPPING=1")
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    return shutdown
 
 
 def _reconciled(metrics: Metrics, report) -> None:

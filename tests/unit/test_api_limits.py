@@ -419,3 +419,26 @@ def test_a_429_is_held_not_sent_at_once(services, monkeypatch):
         assert seconds >= 0.45, seconds
         assert b"retry-after: 1" in reply.lower()
         assert [f["code"] for f in fault(reply).values()] == [429]
+
+
+def test_a_hold_ends_when_the_client_leaves():
+    """A held 429 must not keep a task waiting for a client that is gone."""
+    import asyncio
+
+    from iscsiattach.api.app import wait_unless_gone
+
+    async def run(leave_after: float | None) -> bool:
+        messages = [{"type": "http.request", "body": b"x", "more_body": True}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            if leave_after is None:
+                await asyncio.Event().wait()          # never leaves
+            await asyncio.sleep(leave_after)
+            return {"type": "http.disconnect"}
+        # Generous limit: the hold (30 s) is what must not be waited out.
+        return await asyncio.wait_for(wait_unless_gone(30.0 if leave_after else 0.2,
+                                                       receive), 10)
+    assert asyncio.run(run(0.05)) is True         # left: returned long before 30 s
+    assert asyncio.run(run(None)) is False        # stayed: the whole hold

@@ -49,3 +49,32 @@ def test_noauth_on_a_public_address_refuses_to_start(tmp_path, capsys):
     assert not (tmp_path / "s").exists()            # refused before touching any state
     assert daemon.main(["--config-file", str(tmp_path / "missing.conf")]) == 2
     assert "iscsiattachd:" in capsys.readouterr().err
+
+
+def test_the_stop_line_names_no_request_even_inside_one(caplog, monkeypatch):
+    """A signal that lands while the main thread runs a request's context must
+    not log "stopping" under that request's id."""
+    import logging
+    import threading
+
+    from iscsiattach.api.app import REQUEST_ID, RequestIdFilter
+
+    class Server:
+        stopped = threading.Event()
+
+        def shutdown(self):
+            self.stopped.set()
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    stop, server = threading.Event(), Server()
+    handler = daemon.shutdown_handler(stop, server)
+    caplog.handler.addFilter(RequestIdFilter())
+    token = REQUEST_ID.set("req-inside")
+    try:
+        with caplog.at_level(logging.INFO, logger=daemon.LOG.name):
+            handler(15, None)
+    finally:
+        REQUEST_ID.reset(token)
+    [record] = [r for r in caplog.records if "stopping" in r.getMessage()]
+    assert record.request_id == "-"
+    assert stop.is_set() and server.stopped.wait(5)

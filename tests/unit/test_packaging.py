@@ -65,7 +65,7 @@ def test_changelog_version_is_setup_cfg_version() -> None:
 
 def test_unit_runs_the_packaged_binary() -> None:
     unit = (TOP / "systemd" / "iscsiattachd.service").read_text()
-    links = (TOP / "packaging" / "debian" / "iscsiattach.links").read_text().split()
+    links = (TOP / "packaging" / "debian" / "iscsiattachd.links").read_text().split()
     exec_start = re.search(r"^ExecStart=(\S+)", unit, re.M)
     assert exec_start, "the unit has no ExecStart"
     assert exec_start[1].lstrip("/") in links, (
