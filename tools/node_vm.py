@@ -29,7 +29,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     form = ap.add_mutually_exclusive_group()
     form.add_argument("--quick", action="store_true", help="the CI form (default)")
     form.add_argument("--full", action="store_true")
-    ap.add_argument("--results", type=Path, default=TOP / "results" / "node-vm")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="default results/node-vm/ (results/node-vm-hosts/ with --hosts)")
     ap.add_argument("--deb", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/iscsiattach-node"),
                     help="where built images are kept, by recipe hash")
@@ -53,7 +54,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    out = args.results.resolve()
+    default = TOP / "results" / ("node-vm-hosts" if args.hosts else "node-vm")
+    out = (args.results or default).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # This tool's own files from an earlier run only.
     shutil.rmtree(out / "node1", ignore_errors=True)
