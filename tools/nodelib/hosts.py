@@ -162,10 +162,11 @@ class HostSuite:
         (h.share / "health.py").write_text(HEALTH_POLLER)
         (h.share / "probe.sh").write_text(PROBE)
         out = h.run(CLI_ENV + f"""mkdir -p {STATE}
-vol=$(iscsiattach --format json volume-create 1 --name survive \
-      | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-dev=$(iscsiattach attach "$vol")
-byid=$(for l in /dev/disk/by-id/wwn-*; do [ "$(readlink -f "$l")" = "$dev" ] && echo "$l"; done)
+field() {{ python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }}
+vol=$(iscsiattach --format json volume-create 1 --name survive | field id)
+iscsiattach --format json attach "$vol" > {STATE}/attach.json
+dev=$(field device < {STATE}/attach.json)
+byid=$(field stable_path < {STATE}/attach.json)
 echo "$vol $dev $byid" > {STATE}/volume
 head -c {DATA_MIB}M /dev/urandom > {STATE}/data
 dd if={STATE}/data of="$dev" bs=1M seek={DATA_OFFSET_MIB} oflag=direct status=none
@@ -181,10 +182,14 @@ setsid fio --name=survive --filename="$dev" --direct=1 --ioengine=libaio --iodep
     --output={STATE}/fio.json > {STATE}/fio.out 2>&1 < /dev/null &
 echo $! > {STATE}/fio.pid
 sleep 5
-kill -0 "$(cat {STATE}/fio.pid)"
-cat {STATE}/volume
+kill -0 "$(cat {STATE}/fio.pid)" || {{ echo "fio is not running:"; cat {STATE}/fio.out; exit 1; }}
 """, 600).out
-        self.volume, self.device, self.by_id = out.strip().splitlines()[-1].split()
+        self._save("start-load.log", out)
+        fields = self.host.run(f"cat {STATE}/volume").out.split()
+        if len(fields) != 3:
+            raise NodeError(f"no volume, device and by-id link (got {fields}); output:\n"
+                            + out[-3000:])
+        self.volume, self.device, self.by_id = fields
         return {"volume": self.volume, "device": self.device, "by_id": self.by_id,
                 "session": self.session()}
 
