@@ -12,7 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nodelib import image as imagelib  # noqa: E402
+from nodelib import (
+    hosts,  # noqa: E402
+    image as imagelib,  # noqa: E402
+)
 from nodelib.deb import deb_fields, find_deb  # noqa: E402
 from nodelib.qemu import Link, Node, Slots  # noqa: E402
 from nodelib.suite import Abort, Settings, Suite  # noqa: E402
@@ -26,7 +29,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     form = ap.add_mutually_exclusive_group()
     form.add_argument("--quick", action="store_true", help="the CI form (default)")
     form.add_argument("--full", action="store_true")
-    ap.add_argument("--results", type=Path, default=TOP / "results" / "node-vm")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="default results/node-vm/ (results/node-vm-hosts/ with --hosts)")
     ap.add_argument("--deb", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/iscsiattach-node"),
                     help="where built images are kept, by recipe hash")
@@ -41,12 +45,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help="seconds one qemu run may last (timeout --kill-after)")
     ap.add_argument("--keep-disk", action="store_true", help="keep the node's qcow2 overlay")
     ap.add_argument("--image-only", action="store_true", help="build or check the image, no VM")
+    ap.add_argument("--hosts", action="store_true",
+                    help="the live-host suite instead: a host VM keeps a volume busy (fio with "
+                         "verification) through the node's restart and reboot (--full: also a "
+                         "power cut and the host's own reboot); results in hosts.json")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    out = args.results.resolve()
+    default = TOP / "results" / ("node-vm-hosts" if args.hosts else "node-vm")
+    out = (args.results or default).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # This tool's own files from an earlier run only.
     shutil.rmtree(out / "node1", ignore_errors=True)
@@ -71,6 +80,8 @@ def main(argv: list[str]) -> int:
     deb = find_deb(args.deb)
     fields = deb_fields(deb)
     say(f"package {deb.name} (Depends: {fields.get('Depends', '-')})")
+    if args.hosts:
+        return run_hosts(args, image, deb, out, say, t_start)
     settings = Settings(exports=args.exports, scale=args.scale if args.full else 0,
                         interval=args.interval, watchdog_sec=args.watchdog_sec,
                         max_exposure=args.max_exposure)
@@ -120,6 +131,26 @@ def main(argv: list[str]) -> int:
         f"results in {out}/node-vm.json")
     say("PASS" if not failed else f"FAIL: {', '.join(failed)}")
     return 0 if not failed else 1
+
+
+def run_hosts(args: argparse.Namespace, image, deb: Path, out: Path, say, t_start: float) -> int:
+    daemon = deb.with_name(deb.name.replace("iscsiattach_", "iscsiattachd_", 1))
+    if not daemon.is_file():
+        raise SystemExit(f"tools/node-vm: no {daemon.name} beside {deb.name} (tools/package "
+                         "builds both)")
+    for old in ("hosts.json", "node-commands.log", "host-install.log", "host-attach.log",
+                "fio.json"):
+        (out / old).unlink(missing_ok=True)
+    for name in ("node1", "host1"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    report = hosts.run(image, {"cli": deb, "daemon": daemon}, out, args.full,
+                       args.boot_timeout, say)
+    report.update({"form": "full" if args.full else "quick",
+                   "wall_s": round(time.monotonic() - t_start, 1),
+                   "debs": [deb.name, daemon.name]})
+    (out / "hosts.json").write_text(json.dumps(report, indent=1) + "\n")
+    say("PASS" if report["pass"] else f"FAIL: {', '.join(report['failed']) or 'incomplete'}")
+    return 0 if report["pass"] else 1
 
 
 if __name__ == "__main__":

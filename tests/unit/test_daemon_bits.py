@@ -32,7 +32,12 @@ def test_unit_is_notify_and_keeps_exports_on_stop():
     assert svc["Type"] == "notify" and svc["Restart"] == "on-failure"
     assert "WatchdogSec" in svc and "--config-file" in svc["ExecStart"]
     assert "/sys/kernel/config" in svc["ReadWritePaths"]
-    assert "sys-kernel-config.mount" in unit["Unit"]["After"]
+    # After= may be given several times (systemd adds them up; configparser
+    # would keep only the last): read every line.
+    after = " ".join(line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+                     if line.startswith("After="))
+    assert "sys-kernel-config.mount" in after.split()
+    assert "rtslib-fb-targetctl.service" in after.split()
 
 
 def test_noauth_on_a_public_address_refuses_to_start(tmp_path, capsys):

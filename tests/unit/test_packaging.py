@@ -70,3 +70,28 @@ def test_unit_runs_the_packaged_binary() -> None:
     assert exec_start, "the unit has no ExecStart"
     assert exec_start[1].lstrip("/") in links, (
         f"ExecStart runs {exec_start[1]}, which the package does not install")
+
+
+def _readme_blocks() -> dict[str, str]:
+    import sys
+    sys.path.insert(0, str(TOP / "tools"))
+    try:
+        from nodelib.readme import blocks
+    finally:
+        sys.path.remove(str(TOP / "tools"))
+    return blocks(TOP / "README.md")
+
+
+def test_the_readme_operator_blocks_are_there_for_the_node_suites() -> None:
+    assert set(_readme_blocks()) >= {"node-install", "node-configure", "host-install",
+                                     "host-attach"}
+
+
+def test_the_readme_installs_the_packages_of_this_version() -> None:
+    """`apt install ./iscsiattach_<version>_amd64.deb` pasted from the README
+    must name the file tools/package builds now."""
+    version = _setup_cfg()["metadata"]["version"]
+    named = re.findall(r"\./(iscsiattachd?)_([^_]+)_amd64\.deb",
+                       "\n".join(_readme_blocks().values()))
+    assert {p for p, _ in named} == {"iscsiattach", "iscsiattachd"}
+    assert {v for _, v in named} == {version}, named

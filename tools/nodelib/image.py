@@ -34,10 +34,11 @@ MIRRORS = (
 # What a storage node runs, and everything the project's .deb depends on:
 # the install in the node is offline, so a dependency missing here fails it.
 # targetcli-fb brings python3-rtslib-fb and Debian's rtslib-fb-targetctl.service.
+# openssl: the README's commands make the API's certificate with it.
 PACKAGES = (
     "systemd-sysv", "udev", "dbus", "kmod", "linux-image-amd64",
     "python3", "lvm2", "open-iscsi", "targetcli-fb",
-    "iproute2", "iputils-ping", "e2fsprogs", "procps", "fio", "sg3-utils",
+    "iproute2", "iputils-ping", "e2fsprogs", "procps", "fio", "sg3-utils", "openssl",
 )
 # ext4 size; sparse, so only what is written costs disk. Room for the .deb's
 # virtualenv and many sparse volume files.
