@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,7 +146,9 @@ def run_hosts(args: argparse.Namespace, image, deb: Path, out: Path, say, t_star
         shutil.rmtree(out / name, ignore_errors=True)
     report = hosts.run(image, {"cli": deb, "daemon": daemon}, out, args.full,
                        args.boot_timeout, say)
-    report.update({"form": "full" if args.full else "quick",
+    commit = subprocess.run(["git", "-C", str(TOP), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    report.update({"form": "full" if args.full else "quick", "commit": commit,
                    "wall_s": round(time.monotonic() - t_start, 1),
                    "debs": [deb.name, daemon.name]})
     (out / "hosts.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -169,7 +169,7 @@ dev=$(field device < {STATE}/attach.json)
 byid=$(field stable_path < {STATE}/attach.json)
 echo "$vol $dev $byid" > {STATE}/volume
 head -c {DATA_MIB}M /dev/urandom > {STATE}/data
-dd if={STATE}/data of="$dev" bs=1M seek={DATA_OFFSET_MIB} oflag=direct status=none
+dd if={STATE}/data of="$dev" bs=1M seek={DATA_OFFSET_MIB} oflag=direct conv=fsync status=none
 sha256sum < {STATE}/data | cut -d' ' -f1 > {STATE}/data.sha256
 cp /mnt/host/health.py /mnt/host/probe.sh {STATE}/
 setsid python3 {STATE}/health.py > {STATE}/health.log 2>&1 < /dev/null &
@@ -177,7 +177,7 @@ echo $! > {STATE}/health.pid
 setsid bash {STATE}/probe.sh "$dev" > {STATE}/probe.log 2>&1 < /dev/null &
 echo $! > {STATE}/probe.pid
 setsid fio --name=survive --filename="$dev" --direct=1 --ioengine=libaio --iodepth=4 \
-    --rw=randwrite --bs=4k --size={FIO_MIB}M --verify=crc32c --verify_backlog=64 \
+    --rw=randwrite --bs=4k --size={FIO_MIB}M --sync=1 --verify=crc32c --verify_backlog=64 \
     --verify_fatal=1 --time_based --runtime=7200 --output-format=json \
     --output={STATE}/fio.json > {STATE}/fio.out 2>&1 < /dev/null &
 echo $! > {STATE}/fio.pid
@@ -190,8 +190,13 @@ kill -0 "$(cat {STATE}/fio.pid)" || {{ echo "fio is not running:"; cat {STATE}/f
             raise NodeError(f"no volume, device and by-id link (got {fields}); output:\n"
                             + out[-3000:])
         self.volume, self.device, self.by_id = fields
+        disk = self.device.rsplit("/", 1)[1]
+        # The cache the target reports (WCE) and whether it takes FUA: with a
+        # write-back cache only flushed or FUA writes are owed a power cut.
+        cache = self.host.run(f"cat /sys/block/{disk}/device/scsi_disk/*/cache_type "
+                              f"/sys/block/{disk}/queue/fua").out.split()
         return {"volume": self.volume, "device": self.device, "by_id": self.by_id,
-                "session": self.session()}
+                "cache_type_and_fua": cache, "session": self.session()}
 
     def session(self) -> str:
         return self.host.run("iscsiadm -m session 2>&1 | grep 10.213.0.1 || true").out.strip()
