@@ -6,7 +6,9 @@ README's commands; the host (10.213.0.2) installs only the CLI package, with
 the README's commands, and runs the README's attach/detach once. Then the
 host attaches a volume and keeps it busy for the rest of the run:
 
-- fio writes random 4 KiB blocks with a crc32c header each and reads every
+- fio writes random 4 KiB blocks with O_SYNC (the target reports a
+  write-back cache: only a flushed or FUA write is owed a power cut), a
+  crc32c header each, and reads every
   one back for verification as it goes (verify_backlog), fatal on the first
   mismatch; any I/O error ends it too (job error != 0);
 - a probe reads one 4 KiB block with O_DIRECT about 4 times a second and
