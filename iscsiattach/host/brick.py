@@ -87,6 +87,15 @@ RECORD_NODE_KEYS = {"node.session.auth.authmethod": False,     # key: only where
                     "node.startup": True}
 
 
+# os-brick asks for manual scans so that a login to a target shared by many
+# volumes does not bring every LUN of it in. Each target here holds one LUN,
+# the volume's, so the kernel's own scan at login finds just that one; and
+# the boot-time login open-iscsi makes for node.startup = automatic then
+# brings the device back by itself (with manual scans it logs in and no disk
+# appears).
+SCAN_MODE = "auto"
+
+
 # The os-brick names overridden or wrapped below are private: each is a seam
 # that tests/unit/test_seams.py checks against the os-brick installed.
 def _iscsi(multipath: bool, scan_attempts: int = 5):
@@ -125,6 +134,8 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
 
         def _iscsiadm_update(self, props, key, value, **kwargs):
             iqn, portal = props["target_iqn"], props["target_portal"]
+            if key == "node.session.scan":
+                value = SCAN_MODE
             if key in SECRET_NODE_KEYS and value:
                 write_node_secret(iqn, portal, key, str(value))
                 return "", ""

@@ -153,13 +153,14 @@ def test_plain_settings_go_into_the_record(tmp_path, monkeypatch):
                         ("", ""))
     props = {"target_iqn": iqn, "target_portal": portal}
     conn._iscsiadm_update(props, "node.session.scan", "manual")      # not listed: iscsiadm
-    assert ran == [("--op", "update", "-n", "node.session.scan", "-v", "manual")]
+    # Asked for manual, set to auto: one LUN per target, found again at boot.
+    assert ran == [("--op", "update", "-n", "node.session.scan", "-v", "auto")]
     record.write_text(record.read_text() + "node.session.scan = auto\n")
     assert conn._iscsiadm_update(props, "node.session.scan", "manual") == ("", "")
     conn._iscsiadm_update(props, "node.session.auth.authmethod", "CHAP")
     conn._iscsiadm_update(props, "node.session.auth.username", "user-1")
     assert record.read_text().splitlines() == [
-        "node.name = x", "node.session.scan = manual", "node.session.auth.authmethod = CHAP",
+        "node.name = x", "node.session.scan = auto", "node.session.auth.authmethod = CHAP",
         "node.session.auth.username = user-1"]
     assert len(ran) == 1
 
