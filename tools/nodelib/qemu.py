@@ -311,6 +311,7 @@ class Slots:
         if total <= 0:
             return
         want = min(want, total)
+        slots = want                  # what the message names; want also counts the pair lock
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
         if want > 1:
             # As tools/two-vm: one multi-slot run at a time, so two of them
@@ -333,7 +334,7 @@ class Slots:
                 self.fds.append(fd)
             if len(self.fds) < want:
                 if not said:
-                    say(f"waiting for {want} free VM slot(s)")
+                    say(f"waiting for {slots} free VM slot(s)")
                     said = True
                 time.sleep(2)
 
