@@ -17,13 +17,21 @@ from tests.support.blockio import checksum_io, write_and_read_back
 from tests.support.wait import wait_for
 
 # Re-exported: the tests import them from here with the initiator's helpers.
-__all__ = ["Node", "checksum_io", "iscsiadm", "initiator_name", "make_iface", "delete_iface",
+__all__ = ["ISCSI_ERR_FATAL_LOGIN", "ISCSI_ERR_LOGIN_AUTH_FAILED", "Node", "checksum_io",
+           "iscsiadm", "initiator_name", "make_iface", "delete_iface",
            "sysfs_identity", "wait_for", "write_and_read_back"]
 
-# iscsiadm's exit status for a login the target refused as temporary (status
-# class 03, "target error", e.g. LIO's "service unavailable"). Refused
-# credentials exit 24, a missing ACL or target 19: never retried here.
+# iscsiadm's exit statuses (open-iscsi's iscsi_err.h). A refusal is asserted
+# by its reason, so a target error under load cannot pass for a refusal:
+# ISCSI_ERR_LOGIN      a login the target refused as temporary (status class
+#                      03, "target error", e.g. LIO's "service unavailable");
+#                      retried once by login_retrying, never by a refusal test
+# ISCSI_ERR_FATAL_LOGIN  class 02 (initiator error) other than authentication:
+#                      no ACL for this initiator, or no such target
+# ISCSI_ERR_LOGIN_AUTH_FAILED  the CHAP exchange failed (either direction)
 ISCSI_ERR_LOGIN = 5
+ISCSI_ERR_FATAL_LOGIN = 19
+ISCSI_ERR_LOGIN_AUTH_FAILED = 24
 
 
 def iscsiadm(*args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
@@ -138,6 +146,15 @@ class Node:
             time.sleep(1)
             res = self.login()
         return res
+
+    def assert_refused(self, reason: int) -> None:
+        """One login attempt, refused with exactly ``reason`` (an iscsiadm
+        exit status above), leaving no session behind."""
+        res = self.login()
+        assert res.returncode == reason, (
+            f"login to {self.iqn}: expected exit {reason}, got {res.returncode}: "
+            f"{res.stderr.strip()}")
+        assert self.session_dirs() == []
 
     def logout(self) -> None:
         self._node("--logout", check=False)

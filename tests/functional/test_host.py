@@ -22,6 +22,7 @@ from iscsiattach.targets.lio.configfs import CONFIGFS
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import initiator_name
+from tests.support.scsi import is_write_protected, refused_write
 
 BLOCK = 1 << 20
 
@@ -103,11 +104,11 @@ def test_ro_attach_refuses_writes_at_the_host_and_at_the_target(daemon, side):
     assert Path("/sys/block", Path(ro.device).name, "ro").read_text().strip() == "1"
     with pytest.raises(OSError):
         os.open(ro.device, os.O_WRONLY)            # the kernel's read-only flag
-    # Clear the host's flag: the target itself must still refuse the write.
-    setrw = subprocess.run(["blockdev", "--setrw", ro.device], capture_output=True)
-    if setrw.returncode == 0:
-        with pytest.raises(OSError):
-            write_block(ro.device, os.urandom(BLOCK))
+    # Past the host's flag, straight to the LUN: the target itself refuses
+    # the write (DATA PROTECT) and the block still holds what was written.
+    answer, block0 = refused_write(ro.device)
+    assert is_write_protected(answer), answer
+    assert payload.startswith(block0)
     assert read_block(ro.device) == payload
     side.detach(vid)
 

@@ -12,6 +12,8 @@ from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.secret import Secret
 from tests.functional.iscsi import (
+    ISCSI_ERR_FATAL_LOGIN,
+    ISCSI_ERR_LOGIN_AUTH_FAILED,
     Node,
     initiator_name,
     iscsiadm,
@@ -19,6 +21,7 @@ from tests.functional.iscsi import (
     wait_for,
     write_and_read_back,
 )
+from tests.support.scsi import is_write_protected, logical_block_size, read10, refused_write
 
 V4 = Portal("127.0.0.1", 3260)
 V6 = Portal("::1", 3260)
@@ -80,8 +83,7 @@ def test_wrong_chap_secret_refused(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup(USER, "wrong-secret-0123456789")
-    res = node.login()
-    assert res.returncode != 0 and node.session_dirs() == []
+    node.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
     node.delete()
 
 
@@ -89,7 +91,7 @@ def test_wrong_chap_user_refused(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup("someone-else", SECRET)
-    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
     node.delete()
 
 
@@ -98,7 +100,7 @@ def test_initiator_without_acl_refused(backend, make_backing, me):
     backend.authorize(spec.volume_id, Grant("iqn.2004-10.com.example:not-me",
                                             ChapCredentials(USER, Secret(SECRET))))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)
     node.delete()
 
 
@@ -113,7 +115,7 @@ def test_deauthorize_drops_session_and_refuses_login(backend, make_backing, me):
     assert wait_for(lambda: node.session_state() != "LOGGED_IN", 20), \
         "the session stayed logged in after its ACL was removed"
     node.logout()
-    assert node.login().returncode != 0 and node.session_dirs() == []
+    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)
     node.delete()
 
 
@@ -128,13 +130,14 @@ def test_read_only_grant_refuses_writes(backend, make_backing, me):
     # finish a moment after the device node appears.
     assert wait_for(lambda: open(ro_flag).read().strip() == "1", 10), "device is not read-only"
     with pytest.raises(OSError) as err:
-        fd = os.open(dev, os.O_WRONLY)
-        try:
-            os.write(fd, b"\0" * 4096)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    assert err.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+        os.open(dev, os.O_WRONLY)              # the host's own flag, first
+    assert err.value.errno == errno.EROFS
+    # Then the target: a WRITE sent past the host's flag gets DATA PROTECT /
+    # WRITE PROTECTED, and the block is unchanged.
+    before = read10(dev, 0, 1, logical_block_size(dev)).data
+    answer, after = refused_write(dev)
+    assert is_write_protected(answer), f"not refused by the target: {answer}"
+    assert after == before
     node.delete()
 
 
@@ -144,7 +147,8 @@ def test_mutual_chap_login(backend, make_backing, me):
                             Secret("target-secret-0123456789"))
     backend.authorize(spec.volume_id, Grant(me, creds))
     wrong = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "not-the-target-0123"))
-    assert wrong.login().returncode != 0, "initiator accepted a target with the wrong secret"
+    # The initiator refuses a target that cannot prove its secret.
+    wrong.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
     wrong.delete()
     node = Node(info.target_iqn, V4).setup(USER, SECRET,
                                            ("target-user", "target-secret-0123456789"))

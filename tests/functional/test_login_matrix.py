@@ -20,8 +20,17 @@ from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
-from tests.functional.iscsi import Node, delete_iface, initiator_name, make_iface, wait_for
+from tests.functional.iscsi import (
+    ISCSI_ERR_FATAL_LOGIN,
+    ISCSI_ERR_LOGIN_AUTH_FAILED,
+    Node,
+    delete_iface,
+    initiator_name,
+    make_iface,
+    wait_for,
+)
 from tests.functional.sampler import Sampler
+from tests.support.scsi import is_write_protected, logical_block_size, read10, refused_write
 
 PORTAL = Portal("127.0.0.1")
 OTHER = "iqn.2004-10.com.example:matrix-other"
@@ -86,9 +95,13 @@ def connector(initiator: str, mode: str | None = None) -> dict:
     return {**props, "mode": mode} if mode else props
 
 
-def try_login(info, iface=None, user=None, secret=None) -> tuple[bool, Node]:
+def node_for(info, iface=None, user=None, secret=None) -> Node:
     node = Node(info["target_iqn"], Portal.parse(info["target_portal"]), iface)
-    node.setup(user or info["auth_username"], secret or info["auth_password"].reveal())
+    return node.setup(user or info["auth_username"], secret or info["auth_password"].reveal())
+
+
+def try_login(info, iface=None) -> tuple[bool, Node]:
+    node = node_for(info, iface)
     return node.login_retrying().returncode == 0, node
 
 
@@ -107,14 +120,17 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
     nodes: list[Node] = []
     with TpgWatch() as watch:
         att, info = services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(me))
-        cases = {
-            "wrong CHAP secret": try_login(info, secret="WrongSecret0123456"),
-            "wrong CHAP user": try_login(info, user="not-" + info["auth_username"]),
-            "unknown initiator IQN": try_login(info, iface=ifaces[STRANGER]),
+        cases = {       # each refused, and for its own reason
+            "wrong CHAP secret": (node_for(info, secret="WrongSecret0123456"),
+                                  ISCSI_ERR_LOGIN_AUTH_FAILED),
+            "wrong CHAP user": (node_for(info, user="not-" + info["auth_username"]),
+                                ISCSI_ERR_LOGIN_AUTH_FAILED),
+            "unknown initiator IQN": (node_for(info, iface=ifaces[STRANGER]),
+                                      ISCSI_ERR_FATAL_LOGIN),
         }
-        for name, (ok, node) in cases.items():
+        for node, reason in cases.values():
             nodes.append(node)
-            assert not ok, f"{name}: login accepted"
+            node.assert_refused(reason)
             node.delete()
         assert watch.check() == []
 
@@ -122,9 +138,9 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         # service, and its login with the first one's credentials fails.
         with pytest.raises(Conflict):
             services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(OTHER))
-        ok, node = try_login(info, iface=ifaces[OTHER])
+        node = node_for(info, iface=ifaces[OTHER])
         nodes.append(node)
-        assert not ok, "a second initiator logged in to a non-multiattach volume"
+        node.assert_refused(ISCSI_ERR_FATAL_LOGIN)      # no ACL for it
         node.delete()
 
         ok, mine = try_login(info)
@@ -144,17 +160,17 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         nodes.append(ro_node)
         assert ok
         dev = ro_node.device()
-        subprocess.run(["blockdev", "--setrw", dev], check=False)
-        write = subprocess.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4096", "count=1",
-                                "oflag=direct", "status=none"], capture_output=True, timeout=120)
-        assert write.returncode != 0, "a write on a read-only attachment succeeded"
+        before = read10(dev, 0, 1, logical_block_size(dev)).data
+        answer, after = refused_write(dev)
+        assert is_write_protected(answer), f"not refused by the target: {answer}"
+        assert after == before
         ro_node.delete()
 
         # After its attachment is deleted, the initiator is out at once.
         services.attachment_service.delete(att.id)
         assert wait_for(lambda: mine.session_state() != "LOGGED_IN", 30)
         mine.logout()
-        assert mine.login().returncode != 0, "login accepted after the attachment was deleted"
+        mine.assert_refused(ISCSI_ERR_FATAL_LOGIN)      # the target is gone
         mine.delete()
         assert watch.check() == []
     (results_dir / "login-matrix.json").write_text(json.dumps(

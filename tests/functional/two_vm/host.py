@@ -35,6 +35,7 @@ from tests.functional.two_vm.common import (
     wait_for,
     write_json,
 )
+from tests.support.scsi import is_write_protected, logical_block_size, refused_write
 
 SIDE = "host"
 CLI = Path(sys.executable).with_name("iscsiattach")
@@ -205,7 +206,12 @@ def run(facts: dict) -> None:
     att, dev = attach(vid, "ro", facts)
     check(read_direct(dev) == written, "the read-only attachment reads other data")
     facts["ro_write_errno"] = write_refused(dev)
-    check(read_direct(dev) == written, "the refused write changed the data")
+    # The host's flag refused that one; a WRITE sent past it must be refused
+    # by the target itself, across the link.
+    answer, _ = refused_write(dev, OFFSET // logical_block_size(dev))
+    facts["ro_write_target_sense"] = str(answer.sense) if answer.sense else None
+    check(is_write_protected(answer), f"the target did not refuse the write: {answer}")
+    check(read_direct(dev) == written, "the refused writes changed the data")
     detach(att, "ro", facts)
 
 
