@@ -14,7 +14,9 @@ STYLE = {"iscsiattachd (REST)": "o-", "rtslib + save_to_file (Cinder way)": "s--
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    # No software tag or date in the file: a re-render from the same data with
+    # the same (pinned) matplotlib is the same bytes.
+    fig.savefig(path, dpi=72, metadata={"Software": None})
     plt.close(fig)
 
 
