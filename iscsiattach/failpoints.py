@@ -47,6 +47,11 @@ POINTS: tuple[str, ...] = (
     "lio.export.before_enable",         # target, portals and LUN 0, TPG disabled
     "lio.authorize.after_mapping",      # ACL and mapped LUN, no CHAP yet
     "lio.unexport.after_target",        # target gone, backstore left
+    # the restore's build path (LIO empty of ours at start: after a reboot)
+    "lio.restore.after_storage_object", # backstore made, no target yet
+    "lio.restore.after_acl",            # target with LUN 0 and an ACL, TPG disabled
+    "lio.restore.before_enable",        # every ACL built, TPG disabled
+    "reconcile.after_restore",          # one volume restored, the others not yet
     # attachments/volume_service.py: volume create, extend, delete
     "volume_create.after_intent",       # row "creating", nothing provisioned
     "volume_create.after_backend",      # file made, row still "creating"

@@ -3,8 +3,11 @@
 Phase 1: every fault-point scenario of tests/functional/crash.py, ROUNDS
 times. Phase 2: random SIGKILLs while a mixed load runs (crash_load.py):
 the daemon is killed after a random 1-5 s, restarted; every client
-retries the request it lost, then the invariants are checked. Phase 2
-goes on until the total number of kills reaches --kills or the time is up.
+retries the request it lost, then the invariants are checked, every
+change the daemon acknowledged is compared field by field with what the
+client was told, and the data a live session wrote to one volume before
+each kill is read back (crash_data.py). Phase 2 goes on until the total
+number of kills reaches --kills or the time is up.
 Prints a summary and writes crash-suite.json to $ISCSIATTACH_RESULTS.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.functional.crash import SCENARIOS, Ctx, Outside, cleanup, run_scenario  # noqa: E402
-from tests.functional.crash_load import Worker, held_ids  # noqa: E402
+from tests.functional.crash_data import DataVolume  # noqa: E402
+from tests.functional.crash_load import Worker, acknowledged_problems, held_ids  # noqa: E402
 from tests.functional.daemon import Daemon, call  # noqa: E402
 from tests.functional.forkserver import ForkServer  # noqa: E402
 from tests.support.scratch import mount_scratch  # noqa: E402
@@ -38,6 +43,7 @@ class Results:
         self.failures: list[dict] = []
         self.ops = 0
         self.restart_seconds: list[float] = []
+        self.data_blocks = 0        # blocks written before a kill and verified after it
 
     def fail(self, where: str, problems: list[str]) -> None:
         self.failures.append({"where": where, "problems": problems})
@@ -49,10 +55,22 @@ class Results:
                "random_kills": self.random_kills, "random_kills_mid_request": self.in_flight,
                "by_point": dict(sorted(self.by_point.items())),
                "points_covered": len(self.by_point), "load_ops": self.ops,
+               "data_blocks_verified": self.data_blocks, "commit": commit(),
                "failures": self.failures, "seconds": round(time.monotonic() - self.started),
                "restart_seconds_median": rs[len(rs) // 2] if rs else None}
         self.path.write_text(json.dumps(out, indent=2) + "\n")
         return out
+
+
+def commit() -> str:
+    """The commit under test, "+dirty" when the tree has changes."""
+    top = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(top)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
 
 
 def phase_points(ctx: Ctx, res: Results, rounds: int, deadline: float) -> None:
@@ -90,6 +108,7 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
     rng = random.Random(seed)
     vids = [call("POST", "/volumes", {"volume": {"size": 1, "multiattach": i % 2 == 0}},
                  ctx.token)[1]["volume"]["id"] for i in range(6)]
+    data = DataVolume(ctx)
     down = threading.Event()
     workers = [Worker(n, ctx.token, vids, seed=seed + n, down=down) for n in range(4)]
     for w in workers:
@@ -97,6 +116,7 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
     n = 0
     while res.kills < kills and time.monotonic() < deadline:
         n += 1
+        data.write_next()
         time.sleep(rng.uniform(1, 5))
         down.set()
         ctx.daemon.kill()
@@ -110,7 +130,9 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
         res.restart_seconds.append(time.monotonic() - t)
         for w in workers:
             w.resolve()
-        problems = ctx.outside.problems(held_ids(workers))
+        problems = ctx.outside.problems(held_ids(workers) | ctx.held)
+        problems += acknowledged_problems(workers, ctx.outside)
+        problems += data.problems()
         problems += [u for w in workers for u in w.tally.unexpected]
         problems += [f"worker {w.n} died: {w.trace}" for w in workers if w.error]
         for w in workers:
@@ -130,8 +152,10 @@ def phase_random(ctx: Ctx, res: Results, kills: int, deadline: float, seed: int)
         w.parked.wait(300)
         w.stop.set()
         w.resume.set()
+    problems = data.close()
+    res.data_blocks = len(data.blocks)
     cleanup(ctx, vids)
-    problems = ctx.outside.problems()
+    problems += ctx.outside.problems()
     if problems:
         res.fail("after the load, everything deleted", problems)
 

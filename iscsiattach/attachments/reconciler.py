@@ -185,6 +185,7 @@ class Reconciler:
         if self.converger.restore(vol, atts):
             report.drift_found += 1         # its target was missing
             report.volumes_repaired += 1
+            failpoints.point("reconcile.after_restore")
         # Written only if it changed: a write per volume is a commit per volume.
         want = st.volume_status_for(a.status for a in atts)
         if vol.status in st.ATTACHABLE and want != vol.status and \

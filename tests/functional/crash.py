@@ -17,9 +17,12 @@ Retry semantics, per request (what a client that lost the reply does):
 - update, complete, delete, extend, volume delete: retried as they were;
   a volume delete that finds the volume gone (404) is done.
 - reconcile (at start): the next start is the retry.
+- restore (at start, LIO empty of ours as after a reboot): the same; the
+  second start finds a partial LIO, so it converges instead of restoring.
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import uuid
@@ -36,6 +39,7 @@ from iscsiattach.volumes.base import GIB
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import Daemon, call
+from tests.support.blockio import checksum_io
 
 PORTALS = (Portal("127.0.0.1"),)
 LOST = (OSError, http.client.HTTPException)   # the reply never came: the daemon died
@@ -76,6 +80,13 @@ class Outside:
         self.lio.export(ExportSpec(vid, backing, PORTALS))
         self.lio.authorize(vid, Grant(connector("orphan")["initiator"], new_chap()))
         return vid
+
+    def empty_lio(self) -> int:
+        """Remove every export of ours (our prefix only), as a reboot does."""
+        vids = self.lio.list_exports()
+        for vid in vids:
+            self.lio.unexport(vid)
+        return len(vids)
 
     # -- invariants ------------------------------------------------------------
     def problems(self, attachments: set[str] = frozenset(),
@@ -212,12 +223,14 @@ def cleanup(ctx: Ctx, vids: list[str]) -> None:
 # -- scenarios ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Scenario:
-    """``run(ctx, crash)``: sets up, calls ``crash(send)`` which arms the point,
-    sends the request and restarts unarmed after the kill; then retries and
-    returns the volumes to check and clean up."""
+    """``run(ctx, crash)``: sets up, calls ``crash(send, prepare)`` which runs
+    ``prepare`` (if any) with the daemon down, arms the point (killing at its
+    ``hit``th pass), sends the request and restarts unarmed after the kill;
+    then retries and returns the volumes to check and clean up."""
     point: str
     name: str
     run: Callable
+    hit: int = 1
 
 
 def _crash_request(ctx: Ctx, send: Callable[[], object]) -> None:
@@ -308,11 +321,19 @@ def s_volume_create(ctx: Ctx, crash) -> list[str]:
 def s_extend(ctx: Ctx, crash) -> list[str]:
     vid = ctx.outside.volume()
     ctx.held.add(ctx.outside.attach(vid, uuid.uuid4().hex[:8]))
+    # Data already on the volume (its last MiB too) must survive the extend.
+    location = ctx.outside.svc.store.volume(vid).location
+    data = os.urandom(1 << 20)
+    for offset in (0, GIB - len(data)):
+        checksum_io(location, len(data), data, offset)
     req = ("POST", f"/volumes/{vid}/action", {"os-extend": {"new_size": 2}})
     crash(lambda: ctx.call(*req))
     expect(ctx, *req)
     vol = ctx.outside.svc.store.volume(vid)
     assert vol.size_gib == 2 and os.path.getsize(vol.location) == 2 * GIB
+    want = hashlib.sha256(data).hexdigest()
+    assert [checksum_io(location, len(data), offset=o) for o in (0, GIB - len(data))] == \
+        [want, want], "data written before the extend changed"
     assert ctx.outside.lio.inspect(vid).lun0_backing.size == 2 * GIB
     return [vid]
 
@@ -355,6 +376,25 @@ def s_reconcile_extending(ctx: Ctx, crash) -> list[str]:
     return [vid]
 
 
+def s_restore(ctx: Ctx, crash) -> list[str]:
+    """A reboot's restore cut short: three volumes with exports (one
+    multiattach with two hosts, one attached, one only connected), one only
+    reserved (no export); LIO emptied with the daemon down; the armed start
+    dies inside the restore. The next start converges what was half built."""
+    o = ctx.outside
+    multi, single, connected, reserved = (o.volume(multiattach=True), o.volume(),
+                                          o.volume(), o.volume())
+    ctx.held.update({o.attach(multi, uuid.uuid4().hex[:8]), o.attach(multi, uuid.uuid4().hex[:8]),
+                     o.attach(single, uuid.uuid4().hex[:8]),
+                     o.attach(connected, uuid.uuid4().hex[:8], complete=False),
+                     o.svc.attachment_service.create(reserved, str(uuid.uuid4()))[0].id})
+    crash(None, prepare=lambda: o.empty_lio())
+    for vid in (multi, single, connected):
+        assert o.lio.exists(vid), f"volume {vid}: not exported after the restart"
+    assert not o.lio.exists(reserved)
+    return [multi, single, connected, reserved]
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("reserve.after_volume_status", "create-with-connector", s_create_with_connector),
     Scenario("reserve.after_attachment", "create-with-connector", s_create_with_connector),
@@ -391,6 +431,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("reconcile.before_repair", "start", s_reconcile_drift),
     Scenario("reconcile.after_repair", "start", s_reconcile_drift),
     Scenario("reconcile.before_orphan_removal", "start", s_reconcile_orphan),
+    Scenario("lio.restore.after_storage_object", "restore", s_restore),
+    Scenario("lio.restore.after_storage_object", "restore", s_restore, hit=3),
+    Scenario("lio.restore.after_acl", "restore", s_restore),
+    Scenario("lio.restore.after_acl", "restore", s_restore, hit=2),
+    Scenario("lio.restore.before_enable", "restore", s_restore, hit=2),
+    Scenario("reconcile.after_restore", "restore", s_restore),
+    Scenario("reconcile.after_restore", "restore", s_restore, hit=2),
 )
 
 
@@ -399,9 +446,11 @@ def run_scenario(ctx: Ctx, sc: Scenario) -> list[str]:
 
     The daemon is running unarmed before and after.
     """
-    def crash(send):
+    def crash(send, prepare: Callable[[], object] | None = None):
         ctx.daemon.kill()       # idle: nothing to cut short; quicker than a stop
-        ctx.daemon.start(fault=sc.point, ready=send is not None)
+        if prepare is not None:
+            prepare()
+        ctx.daemon.start(fault=f"{sc.point}@{sc.hit}", ready=send is not None)
         if send is not None:
             _crash_request(ctx, send)
         ctx.daemon.wait_killed(sc.point)

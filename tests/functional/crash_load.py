@@ -24,10 +24,13 @@ INITIATORS = 6      # few initiators: attachments share ACLs on multiattach volu
 
 @dataclass
 class Held:
+    """An attachment the daemon acknowledged, and what the client was told."""
     vid: str
     inst: str
     conn: dict | None = None        # set once connected
     completed: bool = False
+    told: dict | None = None        # connection_info of the last connect acknowledged
+    status: str | None = None       # the status the last acknowledged change made
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Worker(threading.Thread):
         self.rng = random.Random(seed)
         self.ops_left, self.down = ops, down or threading.Event()
         self.held: dict[str, Held] = {}
+        self.deleted: set[str] = set()          # deletes the daemon acknowledged
+        self.sizes: dict[str, int] = {}         # the largest extend acknowledged, per volume
         self.pending: Pending | None = None
         self.tally = Tally()
         self.parked = threading.Event()
@@ -122,7 +127,10 @@ class Worker(threading.Thread):
         status, data = self._call("create", "POST", "/attachments", {"attachment": body},
                                   (vid, inst, conn))
         if status == 200:
-            self.held[data["attachment"]["id"]] = Held(vid, inst, conn)
+            att = data["attachment"]
+            self.held[att["id"]] = Held(vid, inst, conn,
+                                        told=att["connection_info"] if conn else None,
+                                        status="attaching" if conn else "reserved")
         elif status not in (None, 409):
             self._unexpected("create", status, data)
 
@@ -141,7 +149,7 @@ class Worker(threading.Thread):
         status, data = self._call("update", "PUT", f"/attachments/{att}",
                                   {"attachment": {"connector": conn}}, (att, conn))
         if status == 200:
-            self.held[att].conn = conn
+            self._connected(att, conn, data)
         elif status not in (None, 409):
             self._unexpected("update", status, data)
 
@@ -152,7 +160,7 @@ class Worker(threading.Thread):
         status, data = self._call("complete", "POST", f"/attachments/{att}/action",
                                   {"os-complete": None}, (att,))
         if status == 204:
-            self.held[att].completed = True
+            self._completed(att)
         elif status is not None:
             self._unexpected("complete", status, data)
 
@@ -162,7 +170,7 @@ class Worker(threading.Thread):
             return
         status, data = self._call("delete", "DELETE", f"/attachments/{att}", None, (att,))
         if status == 200:
-            del self.held[att]
+            self._deleted(att)
         elif status is not None:
             self._unexpected("delete", status, data)
 
@@ -178,8 +186,25 @@ class Worker(threading.Thread):
                                   {"os-extend": {"new_size": size}}, (vid, size))
         # 409: extending or being changed by another client; 400: someone else
         # extended it further meanwhile.
-        if status not in (None, 202, 400, 409):
+        if status == 202:
+            self._extended(vid, size)
+        elif status not in (None, 400, 409):
             self._unexpected("extend", status, data)
+
+    # -- what the client was told ------------------------------------------------
+    def _connected(self, att: str, conn: dict, data: dict) -> None:
+        h = self.held[att]
+        h.conn, h.told, h.status = conn, data["attachment"]["connection_info"], "attaching"
+
+    def _completed(self, att: str) -> None:
+        self.held[att].completed, self.held[att].status = True, "attached"
+
+    def _deleted(self, att: str) -> None:
+        del self.held[att]
+        self.deleted.add(att)
+
+    def _extended(self, vid: str, size: int) -> None:
+        self.sizes[vid] = max(size, self.sizes.get(vid, 0))
 
     # -- after a restart ------------------------------------------------------------
     def resolve(self) -> None:
@@ -200,7 +225,7 @@ class Worker(threading.Thread):
                     s, d = call("PUT", f"/attachments/{a['id']}",
                                 {"attachment": {"connector": conn}}, self.token)
                     if s == 200:
-                        self.held[a["id"]].conn = conn
+                        self._connected(a["id"], conn, d)
                     elif s != 409:      # 409: another host got the volume meanwhile
                         self._unexpected("create retry (update)", s, d)
         elif p.op == "update":
@@ -208,7 +233,7 @@ class Worker(threading.Thread):
             s, d = call("PUT", f"/attachments/{att}", {"attachment": {"connector": conn}},
                         self.token)
             if s == 200:
-                self.held[att].conn = conn
+                self._connected(att, conn, d)
             elif s != 409:
                 self._unexpected("update retry", s, d)
         elif p.op == "complete":
@@ -216,23 +241,86 @@ class Worker(threading.Thread):
             s, d = call("POST", f"/attachments/{att}/action", {"os-complete": None},
                         self.token)
             if s == 204:
-                self.held[att].completed = True
+                self._completed(att)
             else:
                 self._unexpected("complete retry", s, d)
         elif p.op == "delete":
             att, = p.args
             s, d = call("DELETE", f"/attachments/{att}", None, self.token)
             if s == 200:
-                del self.held[att]
+                self._deleted(att)
             else:
                 self._unexpected("delete retry", s, d)
         elif p.op == "extend":
             vid, size = p.args
             s, d = call("POST", f"/volumes/{vid}/action", {"os-extend": {"new_size": size}},
                         self.token)
-            if s not in (202, 400, 409):
+            if s == 202:
+                self._extended(vid, size)
+            elif s not in (400, 409):
                 self._unexpected("extend retry", s, d)
 
 
 def held_ids(workers: list[Worker]) -> set[str]:
     return {a for w in workers for a in w.held}
+
+
+def acknowledged_problems(workers: list[Worker], outside) -> list[str]:
+    """Every change the daemon acknowledged is still in effect, field by
+    field against what the client was told: each held attachment's volume,
+    instance and status, and for a connected one its credentials in the
+    store and in LIO's ACL (the host can still log in with them); each
+    acknowledged delete stays deleted; each acknowledged extend's size (or a
+    later one) is the volume's, its file's and its LUN's."""
+    out: list[str] = []
+    store = outside.svc.store
+    for w in workers:
+        for att_id, h in w.held.items():
+            out += _held_problems(outside, store, att_id, h)
+        for att_id in sorted(w.deleted):
+            row = _row(store, att_id)
+            if row is not None and row.status != "detached":
+                out.append(f"attachment {att_id}: deleted (acknowledged) but {row.status}")
+        for vid, size in sorted(w.sizes.items()):
+            vol = store.volume(vid)
+            if vol.size_gib < size:
+                out.append(f"volume {vid}: extended to {size} GiB (acknowledged), "
+                           f"now {vol.size_gib}")
+    return out
+
+
+def _row(store, att_id: str):
+    try:
+        return store.attachment(att_id)
+    except Exception:       # noqa: BLE001 - NotFound
+        return None
+
+
+def _held_problems(outside, store, att_id: str, h: Held) -> list[str]:
+    row = _row(store, att_id)
+    if row is None:
+        return [f"attachment {att_id} lost"]
+    out = []
+    told = {"volume_id": h.vid, "instance": h.inst, "status": h.status}
+    have = {"volume_id": row.volume_id, "instance": row.instance_uuid, "status": row.status}
+    for key, want in told.items():
+        if want is not None and have[key] != want:
+            out.append(f"attachment {att_id}: {key} is {have[key]}, the client was told {want}")
+    if h.conn is None or h.told is None:
+        return out
+    info = h.told
+    if row.initiator != h.conn["initiator"]:
+        out.append(f"attachment {att_id}: initiator {row.initiator}, told {h.conn['initiator']}")
+    if (row.chap_userid, row.chap_secret.reveal() if row.chap_secret else None) != \
+            (info["auth_username"], info["auth_password"]):
+        out.append(f"attachment {att_id}: stored CHAP differs from what the client was told")
+    state = outside.lio.inspect(h.vid)
+    acl = state.acls.get(h.conn["initiator"]) if state else None
+    if state is None or state.target_iqn != info["target_iqn"] or info["target_lun"] != 0:
+        out.append(f"attachment {att_id}: target {info['target_iqn']} lun {info['target_lun']}"
+                   " told, not what LIO holds")
+    elif acl is None or acl.chap is None or (acl.chap.userid, acl.chap.password.reveal()) != \
+            (info["auth_username"], info["auth_password"]):
+        out.append(f"attachment {att_id}: LIO's ACL for {h.conn['initiator']} would refuse "
+                   "the credentials the client was told")
+    return out

@@ -6,8 +6,10 @@ side's records and a copy of the host's /etc/iscsi, as disks would on a
 real machine.
 
 before: daemon up, volumes created and attached from the host side (os-brick,
-        node.startup=automatic), data written and fsynced, then the daemon
-        is killed and the VM powers off without unmounting anything.
+        node.startup=automatic), data written and fsynced; then the guest
+        signals tools/reboot-test, which cuts the power: qemu is killed with
+        SIGKILL while the daemon still runs, so nothing is stopped, synced or
+        unmounted beyond what the daemon and the host fsynced themselves.
 after:  /etc/iscsi back in place, iscsid restarted, the daemon started on
         the same state restores every export before it serves; the host logs
         in again (iscsiadm --loginall=automatic, as open-iscsi does at boot)
@@ -16,6 +18,7 @@ after:  /etc/iscsi back in place, iscsid restarted, the daemon started on
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -71,14 +74,20 @@ def before() -> dict:
         expect.append({"volume_id": got.volume_id, "attachment_id": got.attachment_id,
                        "sha256": io(got.device, os.urandom(DATA))})
     # The host's own /etc would survive its reboot; the guest's is a tmpfs.
+    # Its node records are written long before a real power cut, so the copy
+    # is synced: what the cut tests is the daemon's state and the volumes.
     shutil.copytree("/etc/iscsi", MNT / "etc-iscsi", symlinks=True, dirs_exist_ok=True)
     write_json(MNT / "expect.json", expect)
-    d.proc.kill()                       # power off: no clean stop, nothing unmounted
-    return {"volumes": len(expect)}
+    syncfs(MNT)
+    # Written just before the cut and never synced: the report says whether
+    # it survived (ext4 commits its journal every 5 s), nothing depends on it.
+    (MNT / "unsynced-canary").write_text("written without fsync\n")
+    return {"volumes": len(expect), "daemon_pid": d.proc.pid}
 
 
 def after() -> dict:
     expect = json.loads((MNT / "expect.json").read_text())
+    canary = (MNT / "unsynced-canary").exists()
     shutil.copytree(MNT / "etc-iscsi", "/etc/iscsi", symlinks=True, dirs_exist_ok=True)
     restart_iscsid()
     d = daemon()
@@ -88,10 +97,8 @@ def after() -> dict:
     login = subprocess.run(["iscsiadm", "-m", "node", "--loginall=automatic"],
                            capture_output=True, text=True, timeout=300)
     assert login.returncode == 0, login.stderr
-    # os-brick sets node.session.scan=manual: like os-brick on reconnect,
-    # scan the sessions' hosts for their LUNs.
-    for host in Path("/sys/class/iscsi_host").iterdir():
-        Path("/sys/class/scsi_host", host.name, "scan").write_text("- - -")
+    # No manual rescan: the records say node.session.scan=automatic, as a
+    # host's boot-time login needs to find its disks by itself.
     subprocess.run(["udevadm", "settle", "--timeout=60"], check=False)
     side = host_side(d.token)
     for want in expect:
@@ -105,7 +112,8 @@ def after() -> dict:
         side.detach(want["attachment_id"])
         assert call("DELETE", f"/volumes/{want['volume_id']}", token=d.token)[0] == 202
     d.stop()
-    return {"volumes": len(expect), "daemon_ready_s": round(ready_s, 1)}
+    return {"volumes": len(expect), "daemon_ready_s": round(ready_s, 1),
+            "unsynced_canary_survived": canary}
 
 
 def restart_iscsid() -> None:
@@ -138,11 +146,36 @@ def _device(target_iqn: str) -> str | None:
 
 
 def write_json(path: Path, value) -> None:
+    """Durably: the file, then the rename in its folder."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(value))
     with open(tmp) as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def syncfs(folder: Path) -> None:
+    """syncfs(2) on the one filesystem (os.syncfs is not in Python 3.11)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed")
+    finally:
+        os.close(fd)
+
+
+def wait_for_power_cut(verdict: Path) -> int:
+    """The verdict is on the host now; tools/reboot-test kills qemu when it
+    reads it. If no cut comes, that is a failure of the harness."""
+    print(f"reboot_guest: {verdict.name} written; waiting for the power cut", flush=True)
+    time.sleep(300)
+    print("reboot_guest: no power cut came within 300 s", file=sys.stderr, flush=True)
+    return 3
 
 
 def main() -> int:
@@ -155,6 +188,8 @@ def main() -> int:
         result = {"phase": phase, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
     write_json(verdict, result)
     print(json.dumps(result))
+    if phase == "before" and result["ok"]:
+        return wait_for_power_cut(verdict)
     return 0 if result["ok"] else 1
 
 

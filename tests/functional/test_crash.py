@@ -30,6 +30,9 @@ def test_every_fault_point_has_a_scenario():
     assert {sc.point for sc in SCENARIOS} == set(failpoints.POINTS)
 
 
-@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: f"{sc.point}-{sc.name}")
+# The quick form kills each point at its first pass; tools/crash-suite also
+# at later ones (mid-way through a restore of several volumes).
+@pytest.mark.parametrize("sc", [sc for sc in SCENARIOS if sc.hit == 1],
+                         ids=lambda sc: f"{sc.point}-{sc.name}")
 def test_kill_at_fault_point_then_retry_converges(ctx, sc):
     assert run_scenario(ctx, sc) == []

@@ -200,6 +200,7 @@ class LioBackend(TargetBackend):
                 kind, index = self._claim_storage_object(spec)
             try:
                 self._finish_storage_object(spec, kind, index)
+                failpoints.point("lio.restore.after_storage_object")
                 build.build_target(self.target_iqn(vid), spec.portals,
                                    configfs.so_dir(kind, index, spec.name), grants)
             except Exception:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 
+from iscsiattach import failpoints
 from iscsiattach.exception import InvalidInput
 from iscsiattach.model import SECURE_TPG_ATTRIBUTES, Backing, BackingKind, Grant, Portal
 from iscsiattach.secret import Secret
@@ -104,6 +105,8 @@ def build_target(iqn: str, portals: tuple[Portal, ...], so: str,
     configfs.link(so, lun)
     for grant in grants:
         _build_acl(configfs.acl_dir(tpg, grant.initiator), lun, grant)
+        failpoints.point("lio.restore.after_acl")
+    failpoints.point("lio.restore.before_enable")
     configfs.put(tpg, "enable", "1")
 
 
