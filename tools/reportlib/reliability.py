@@ -1,0 +1,67 @@
+"""Renderers for docs/reliability.md and docs/node-vm.md: each turns one
+suite's committed JSON into the Markdown a section shows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.functional import dos
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def dos_table(paths: list[Path]) -> str:
+    """tools/dos-suite's results (the text around says which run)."""
+    return "\n\n".join(dos.table(_load(p)["results"], markdown=True) for p in paths)
+
+
+NODE_FAULTS = (("node-restart", "`systemctl restart iscsiattachd`"),
+               ("node-reboot", "`systemctl reboot`"),
+               ("node-power-cut", "power cut (qemu SIGKILL, restarted)"))
+
+
+def node_hosts(paths: list[Path]) -> str:
+    """tools/node-vm --hosts: the fault table and fio's verdict."""
+    data = _load(paths[0])
+    steps = {s["name"]: s for s in data["steps"]}
+    rows = ["| fault | API ready | first I/O | longest gap | probe errors | fio "
+            "| device, session, 16 MiB | step |", "|---|---|---|---|---|---|---|---|"]
+    start = steps["start-load"]["evidence"]
+    for name, label in NODE_FAULTS:
+        if name not in steps:
+            continue
+        s, e = steps[name], steps[name]["evidence"]
+        same = ", ".join(["same" if e.get("device") == start["device"] else e.get("device", "?"),
+                          "same" if e.get("session") == start["session"] else "new",
+                          "unchanged" if e.get("data_unchanged") else "CHANGED"])
+        rows.append(f"| {label} | {_s(e.get('api_ready_s'))} | {_s(e.get('first_io_after_s'))} "
+                    f"| {_s(e.get('longest_stall_s'))} | {e.get('probe_errors', '-')} "
+                    f"| {e.get('fio', '-')} | {same} | {_verdict(s)} |")
+    if "host-reboot" in steps:
+        s, e = steps["host-reboot"], steps["host-reboot"]["evidence"]
+        rows.append(f"| the host's own reboot | - | logged in again "
+                    f"{_s(e.get('logged_in_again_s'))} after the reboot command | - | - "
+                    f"| stopped before | {e.get('device', '?')}, 16 MiB "
+                    f"{'unchanged' if s['pass'] else 'see the step'} | {_verdict(s)} |")
+    fio = steps.get("fio-verdict", {}).get("evidence", {})
+    tail = (f"\nfio at the end: error {fio.get('error', '?')}, {fio.get('written_mib', '?')} MiB "
+            f"written and {fio.get('verified_mib', '?')} MiB read back and verified in "
+            f"{fio.get('runtime_s', '?')} s." if fio else "")
+    head = (f"{data['form']} form at {data.get('commit') or '?'}, "
+            f"{'every step passed' if data['pass'] else 'FAILED: ' + ', '.join(data['failed'])}"
+            f" ({data.get('wall_s', '?')} s in all):\n\n")
+    return head + "\n".join(rows) + "\n" + tail
+
+
+def _verdict(step: dict[str, Any]) -> str:
+    return "PASS" if step["pass"] else "FAIL"
+
+
+RENDERERS = {"dos": dos_table, "node-hosts": node_hosts}
