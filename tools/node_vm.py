@@ -122,7 +122,8 @@ def main(argv: list[str]) -> int:
         if not args.keep_disk:
             (node.folder / "disk.qcow2").unlink(missing_ok=True)
     failed = [c["name"] for c in suite.checks if not c["pass"]]
-    report = {"form": "full" if full else "quick", "pass": not failed, "failed": failed,
+    report = {"form": "full" if full else "quick", "commit": head_commit(),
+              "pass": not failed, "failed": failed,
               "wall_s": round(time.monotonic() - t_start, 1),
               "deb": {"file": deb.name, **{k: fields.get(k) for k in ("Version", "Depends")}},
               "image": {k: v for k, v in image.manifest().items() if k != "packages"},
@@ -146,14 +147,17 @@ def run_hosts(args: argparse.Namespace, image, deb: Path, out: Path, say, t_star
         shutil.rmtree(out / name, ignore_errors=True)
     report = hosts.run(image, {"cli": deb, "daemon": daemon}, out, args.full,
                        args.boot_timeout, say)
-    commit = subprocess.run(["git", "-C", str(TOP), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    report.update({"form": "full" if args.full else "quick", "commit": commit,
+    report.update({"form": "full" if args.full else "quick", "commit": head_commit(),
                    "wall_s": round(time.monotonic() - t_start, 1),
                    "debs": [deb.name, daemon.name]})
     (out / "hosts.json").write_text(json.dumps(report, indent=1) + "\n")
     say("PASS" if report["pass"] else f"FAIL: {', '.join(report['failed']) or 'incomplete'}")
     return 0 if report["pass"] else 1
+
+
+def head_commit() -> str:
+    return subprocess.run(["git", "-C", str(TOP), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -64,4 +64,35 @@ def _verdict(step: dict[str, Any]) -> str:
     return "PASS" if step["pass"] else "FAIL"
 
 
-RENDERERS = {"dos": dos_table, "node-hosts": node_hosts}
+def node_boot(paths: list[Path]) -> str:
+    """tools/node-vm --full: power-on to ready per number of exports, from
+    each file's reboot check (10 exports) and its boot-N-exports check."""
+    rows = ["| exports | power-on to ready | iscsiattachd start to ready | first reconcile "
+            "| multi-user | check |", "|---|---|---|---|---|---|"]
+    seen: set[int] = set()
+    for path in paths:
+        data = _load(path)
+        for check in data["checks"]:
+            e = check.get("evidence") or {}
+            if not (check["name"] == "reboot" or check["name"].startswith("boot-")) or \
+                    "power_on_to_ready_s" not in e or e["exports"] in seen:
+                continue
+            seen.add(e["exports"])
+            mono = e["iscsiattachd_monotonic_s"]
+            start_to_ready = mono["ActiveEnterTimestampMonotonic"] - \
+                mono["ExecMainStartTimestampMonotonic"]
+            rows.append(f"| {e['exports']} | {_s(e['power_on_to_ready_s'])} "
+                        f"| {_s(start_to_ready)} | {_first_reconcile(e)} "
+                        f"| {_s(e.get('multi_user_s'))} | {_verdict(check)} |")
+    return "\n".join(rows)
+
+
+def _first_reconcile(e: dict[str, Any]) -> str:
+    """Its own duration (the log line's last figure) and which path it took."""
+    line = e.get("first_reconcile") or ""
+    took = line.rsplit(", ", 1)[-1].rstrip("s") if line else ""
+    path = "restore" if e.get("restore_begins_s") is not None else "converge (LIO not empty)"
+    return f"{took} s, {path}" if took else path
+
+
+RENDERERS = {"dos": dos_table, "node-hosts": node_hosts, "node-boot": node_boot}
