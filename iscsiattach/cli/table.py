@@ -1,8 +1,8 @@
 """Tables as cinderclient prints them (prettytable, left-aligned), byte for byte.
 
 cinderclient renders every table with prettytable: each cell is ``str(value)``
-(so ``None`` is "None" and a list its Python repr), a cell may span several
-lines, rows are sorted by one column, and widths are display widths (a wide
+(so ``None`` is "None" and a list its Python repr) with tabs expanded, a
+cell may span several lines, rows are sorted by one column, and widths are display widths (a wide
 CJK character takes two columns, a combining mark none). This module does the
 same without prettytable, which the package does not depend on;
 tests/unit/test_cinderclient_compat.py compares the bytes with cinderclient's
@@ -42,7 +42,7 @@ def render(header: Sequence[str], rows: Sequence[Sequence[Any]],
            sort_column: int | None = 0) -> str:
     """The table of ``rows`` under ``header``, sorted by ``sort_column``
     (None: as given). Cells are ``str()``-ed; a cell may hold several lines."""
-    cells = [[str(v).split("\n") for v in row] for row in rows]
+    cells = [[str(v).expandtabs(TAB).split("\n") for v in row] for row in rows]
     if sort_column is not None:
         # prettytable sorts rows by the sort column first, then the whole row.
         order = sorted(range(len(rows)), key=lambda i: (_key(rows[i][sort_column]),
