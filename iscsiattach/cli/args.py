@@ -168,22 +168,24 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = command("attachment-create", "reserve a volume, or reserve and connect")
-    p.add_argument("volume_id", metavar="<volume-id>")
-    p.add_argument("instance_uuid", metavar="<instance-uuid>")
+    p.add_argument("volume_id", metavar="<volume-id>", help="ID of the volume to attach")
+    p.add_argument("instance_uuid", metavar="<instance-uuid>",
+                   help="ID of the instance (server) it is for")
     p.add_argument("--connect", type=boolean, default=False, metavar="True|False",
                    help="connect now with the connector below (default False)")
     p.add_argument("--mode", choices=["rw", "ro"],
                    help=f"attach mode (API version {apiversion.ATTACH_MODE} and later)")
     add_connector_args(p)
     p = command("attachment-update", "connect an attachment with a connector")
-    p.add_argument("attachment_id", metavar="<attachment-id>")
+    p.add_argument("attachment_id", metavar="<attachment-id>", help="ID of the attachment")
     add_connector_args(p)
     for name, text in (("attachment-complete", "mark attachments attached"),
                        ("attachment-delete", "detach: delete attachments")):
         p = command(name, text)
-        p.add_argument("attachment_ids", metavar="<attachment-id>", nargs="+")
+        p.add_argument("attachment_ids", metavar="<attachment-id>", nargs="+",
+                       help="ID of an attachment (several may be given)")
     p = command("attachment-show", "show one attachment")
-    p.add_argument("attachment_id", metavar="<attachment-id>")
+    p.add_argument("attachment_id", metavar="<attachment-id>", help="ID of the attachment")
     p = command("attachment-list", "list attachments")
     p.add_argument("--volume-id", metavar="<volume-id>", help="only those of this volume")
     p.add_argument("--status", metavar="<status>", help="only those in this status")
@@ -196,16 +198,16 @@ def parser() -> argparse.ArgumentParser:
                    help="block backend: path of the existing device to register")
     for name, text in (("volume-show", "show a volume"), ("volume-delete", "delete a volume")):
         p = command(name, text)
-        p.add_argument("volume_id", metavar="<volume-id>")
+        p.add_argument("volume_id", metavar="<volume-id>", help="ID of the volume")
     command("volume-list", "list volumes")
     p = command("volume-extend", "grow a volume")
-    p.add_argument("volume_id", metavar="<volume-id>")
+    p.add_argument("volume_id", metavar="<volume-id>", help="ID of the volume")
     p.add_argument("new_size", type=int, metavar="<new-size>", help="new size in GiB")
     command("status", "the daemon's health: ready, last reconcile, counts")
 
     p = command("attach", "attach a volume to this host (os-brick), confirm the device, "
                           "print its path")
-    p.add_argument("volume_id", metavar="<volume-id>")
+    p.add_argument("volume_id", metavar="<volume-id>", help="ID of the volume")
     p.add_argument("--instance", help="instance UUID to record (default: a new one)")
     p.add_argument("--mode", choices=["rw", "ro"],
                    help=f"attach mode (default rw; ro needs API version "
@@ -213,7 +215,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--multipath", action="store_true", help="log in on every portal")
     p.add_argument("--my-ip", help="this host's storage address for the connector")
     p = command("detach", "flush, disconnect and delete the attachment")
-    p.add_argument("ident", metavar="<attachment-id|volume-id>")
+    p.add_argument("ident", metavar="<attachment-id|volume-id>",
+                   help="the attachment, or every attachment of this host to the volume")
     p.add_argument("--force", action="store_true",
                    help="detach even if the device is mounted or open")
     return top

@@ -57,8 +57,10 @@ def _options(p: argparse.ArgumentParser) -> list[Option]:
     for a in p._actions:
         if not a.option_strings or a.help == argparse.SUPPRESS:
             continue
-        out.append(Option(list(a.option_strings), a.nargs != 0,
-                          [str(c) for c in a.choices or []], a.help or ""))
+        choices = [str(c) for c in a.choices or []]
+        if a.metavar == "True|False":
+            choices = ["True", "False"]
+        out.append(Option(list(a.option_strings), a.nargs != 0, choices, a.help or ""))
     return out
 
 
@@ -99,58 +101,75 @@ _{PROG}_ids()
     done
     "${{COMP_WORDS[0]}}" "${{args[@]}}" --complete "$1" 2>/dev/null
 }}
-
-_{PROG}()
-{{
-    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
-    local i w cmd= npos=0 opts kinds=() repeats=0 kind k
 """
+
+
+def _valued(options: list[Option]) -> str:
+    return " " + " ".join(n for o in options if o.takes_value for n in o.names) + " "
 
 
 def bash_script(top: argparse.ArgumentParser) -> str:
     glob, commands = model(top)
-    every = glob + [o for c in commands for o in c.options]
-    lines = [BASH_HEAD, "    case $prev in"]
+    lines = [BASH_HEAD, f"_{PROG}_value()", "{",
+             "    # The values of option $1; the word being completed is $2.",
+             '    case $1 in']
     seen: set[str] = set()
-    for o in every:
+    for o in glob + [o for c in commands for o in c.options]:
         name = "|".join(o.names)
         if not o.takes_value or name in seen:
             continue
         seen.add(name)
         if o.choices:
-            reply = f'COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur"))'
+            reply = f'COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$2"))'
         elif set(o.names) & set(FILE_OPTIONS):
-            reply = 'COMPREPLY=($(compgen -f -- "$cur"))'
+            reply = 'COMPREPLY=($(compgen -f -- "$2"))'
         else:
             reply = "COMPREPLY=()"
-        lines.append(f"        {name}) {reply}; return ;;")
-    valued = "|".join(sorted({n for o in every if o.takes_value for n in o.names}))
+        lines.append(f"        {name}) {reply} ;;")
     lines += ["    esac",
+              "}",
+              "",
+              f"_{PROG}()",
+              "{",
+              "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}",
+              "    local i w cmd= at=0 npos=0 opts valued kinds=() repeats=0 kind k",
+              f'    local top_valued="{_valued(glob)}"',
               "    for ((i = 1; i < COMP_CWORD; i++)); do",
               "        w=${COMP_WORDS[i]}",
-              "        case $w in",
-              f"            {valued}) ((i++)) ;;",
-              "            -*) ;;",
-              '            *) if [[ -z $cmd ]]; then cmd=$w; else ((npos++)); fi ;;',
-              "        esac",
+              '        if [[ $top_valued == *" $w "* ]]; then ((i++)); continue; fi',
+              "        [[ $w == -* ]] && continue",
+              "        cmd=$w; at=$i; break",
               "    done",
               '    if [[ -z $cmd ]]; then',
-              f'        if [[ $cur == -* ]]; then opts="{_words(glob)}"',
-              f'        else opts="{" ".join(c.name for c in commands)}"; fi',
-              '        COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
+              f'        if [[ $top_valued == *" $prev "* ]]; then _{PROG}_value "$prev" "$cur"',
+              f'        elif [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "{_words(glob)}" '
+              '-- "$cur"))',
+              f'        else COMPREPLY=($(compgen -W "{" ".join(c.name for c in commands)}" '
+              '-- "$cur")); fi',
               "        return",
               "    fi",
               "    case $cmd in"]
     for c in commands:
         kinds = " ".join(f'"{k}"' for k in c.kinds)
-        lines.append(f'        {c.name}) opts="{_words(c.options)}"; kinds=({kinds}); '
-                     f"repeats={int(c.repeats)} ;;")
+        lines += [f"        {c.name})",
+                  f'            opts="{_words(c.options)}"',
+                  f'            valued="{_valued(c.options)}"',
+                  f"            kinds=({kinds}); repeats={int(c.repeats)} ;;"]
     lines += ["        *) return ;;",
               "    esac",
+              '    if ((COMP_CWORD > at + 1)) && [[ $valued == *" $prev "* ]]; then',
+              f'        _{PROG}_value "$prev" "$cur"',
+              "        return",
+              "    fi",
               '    if [[ $cur == -* ]]; then',
               '        COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
               "        return",
               "    fi",
+              "    for ((i = at + 1; i < COMP_CWORD; i++)); do",
+              "        w=${COMP_WORDS[i]}",
+              '        if [[ $valued == *" $w "* ]]; then ((i++)); continue; fi',
+              "        [[ $w == -* ]] || ((npos++))",
+              "    done",
               "    if ((npos >= ${#kinds[@]})); then",
               "        ((repeats)) || return",
               "        npos=$((${#kinds[@]} - 1))",
@@ -167,11 +186,12 @@ def bash_script(top: argparse.ArgumentParser) -> str:
 
 # -- zsh ----------------------------------------------------------------------------
 def _zq(text: str) -> str:
-    """Text inside a single-quoted _arguments spec: no quote, bracket or colon."""
-    text = text.split(". ")[0].split(" (")[0]
-    for ch in "'[]:\\`$":
+    """Text inside a single-quoted _arguments spec: its first clause, no
+    bracket, quotes escaped."""
+    text = text.replace("e.g. ", "e.g.\0").split(". ")[0].split(" (")[0].replace("\0", " ")
+    for ch in "[]\\`":
         text = text.replace(ch, " ")
-    return " ".join(text.split())
+    return " ".join(text.split()).replace("'", "'\\''")
 
 
 def _zspec(o: Option) -> list[str]:
@@ -206,7 +226,7 @@ def zsh_script(top: argparse.ArgumentParser) -> str:
            "    done",
            "    for k in ${=1}; do",
            f'        ids+=(${{(f)"$(_call_program ids {PROG} ${{(q)args}} --complete $k '
-           '2>/dev/null)"}})',
+           '2>/dev/null)"})',
            "    done",
            "    _describe -t ids id ids",
            "}",
