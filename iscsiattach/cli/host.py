@@ -21,8 +21,11 @@ class ApiAdapter:
         self._ok = client.checked
 
     def attachment_create(self, volume_id, instance, connector, mode) -> dict:
-        body = {"volume_uuid": volume_id, "instance_uuid": instance, "connector": connector,
-                "mode": mode}
+        body = {"volume_uuid": volume_id, "instance_uuid": instance, "connector": connector}
+        # "mode" came with 3.54; below it (--os-volume-api-version) an
+        # attachment is rw, and asking for ro is refused before this.
+        if mode != "rw" or _has_mode(self.client.version):
+            body["mode"] = mode
         return self._ok(self.client.call("POST", "/attachments", {"attachment": body}),
                         200)["attachment"]
 
@@ -42,18 +45,11 @@ class ApiAdapter:
         return vol["volume"]["size"]
 
 
-def add_commands(sub) -> None:
-    p = sub.add_parser("attach", help="attach a volume to this host (os-brick), confirm "
-                                      "the device, print its path")
-    p.add_argument("volume_id", metavar="<volume-id>")
-    p.add_argument("--instance", help="instance UUID to record (default: a new one)")
-    p.add_argument("--mode", choices=["rw", "ro"], default="rw")
-    p.add_argument("--multipath", action="store_true")
-    p.add_argument("--my-ip", help="this host's storage address for the connector")
-    p = sub.add_parser("detach", help="flush, disconnect and delete the attachment")
-    p.add_argument("ident", metavar="<attachment-id|volume-id>")
-    p.add_argument("--force", action="store_true",
-                   help="detach even if the device is mounted or open")
+def _has_mode(version: str) -> bool:
+    if version == "latest":
+        return True
+    major, _, minor = version.partition(".")
+    return (int(major), int(minor or 0)) >= (3, 54)
 
 
 def run(args: argparse.Namespace, client: Client) -> str:
@@ -65,7 +61,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
                     progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
     # Errors (StepFailed, Conflict...) go up to main, which prints them.
     if args.command == "attach":
-        got = side.attach(args.volume_id, args.instance, args.mode, args.multipath,
+        got = side.attach(args.volume_id, args.instance, args.mode or "rw", args.multipath,
                           args.my_ip)
         return output.show_object(dataclasses.asdict(got), args.format)
     done = side.detach(args.ident, args.force)

@@ -16,108 +16,23 @@ is ever used. Errors are one line and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import configparser
-import importlib.metadata
-import os
 import socket
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from iscsiattach.cli import host, output
-from iscsiattach.cli.client import DEFAULT_URL, Client, find_token, query, segment
-from iscsiattach.exception import EXIT_USAGE, InvalidInput, IscsiAttachError, exit_code
+from iscsiattach.cli import apiversion, host, logs, output
+from iscsiattach.cli.args import ERROR, one_line, parser
+from iscsiattach.cli.client import Client, find_token, query, segment
+from iscsiattach.exception import InvalidInput, IscsiAttachError, exit_code
 from iscsiattach.host.initiator import local_initiator
 
-API_VERSION = "3.54"
-ATTACHMENT_COLUMNS = [("id", "ID"), ("volume_id", "Volume ID"), ("status", "Status"),
-                      ("instance", "Server ID")]
-VOLUME_COLUMNS = [("id", "ID"), ("status", "Status"), ("name", "Name"), ("size", "Size"),
-                  ("multiattach", "Multiattach")]
-
-
-ERROR = "iscsiattach: error: "
 WARNING = "iscsiattach: warning: "
-EPILOG = """environment:
-  ISCSIATTACH_URL         daemon URL, as --url
-  ISCSIATTACH_TOKEN       the API token (comes first; never pass a token in argv)
-  ISCSIATTACH_TOKEN_FILE  file with the API token, as --token-file
-                          (default /var/lib/iscsiattach/api-token)
-  ISCSIATTACH_CACERT      CA or self-signed certificate for https://, as --cacert
-
-No proxy is used: http_proxy, https_proxy and ALL_PROXY are ignored."""
 NOAUTH_WARNING = ("the daemon runs without authentication (auth_strategy noauth): "
                   "any local user who can reach its API can call it")
 
 
-def package_version() -> str:
-    """The installed package's version; in a bare checkout (not installed)
-    the one setup.cfg declares."""
-    try:
-        return importlib.metadata.version("iscsiattach")
-    except importlib.metadata.PackageNotFoundError:
-        return setup_cfg_version(Path(__file__).resolve().parents[2] / "setup.cfg")
-
-
-def setup_cfg_version(path: Path) -> str:
-    cfg = configparser.ConfigParser(interpolation=None)
-    try:
-        cfg.read(path, encoding="utf-8")
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return "unknown"
-    return cfg.get("metadata", "version", fallback="unknown")
-
-
-class VersionAction(argparse.Action):
-    """--version, looked up only when asked (not on every command)."""
-
-    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
-        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                         nargs=0, help=help)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> NoReturn:
-        print(f"{parser.prog} {package_version()}")     # stdout, as argparse's own
-        parser.exit(0)
-
-
 def warn(message: str) -> None:
     print(f"{WARNING}{one_line(message)}", file=sys.stderr)
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters escaped: an error is exactly one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors as every other error: one line, exit 2 (argparse's code)."""
-
-    def error(self, message: str) -> NoReturn:
-        where = self.prog.removeprefix("iscsiattach").strip()
-        self.exit(EXIT_USAGE, f"{ERROR}{where + ': ' if where else ''}{one_line(message)} "
-                              f"(see {self.prog} --help)\n")
-
-
-def boolean(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, not {text!r}")
-
-
-def add_connector_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("connector (as os-brick's get_connector_properties)")
-    g.add_argument("--initiator", help="iSCSI initiator IQN of the host "
-                   "(default: this host's, from /etc/iscsi/initiatorname.iscsi)")
-    g.add_argument("--ip", help="IP address of the host")
-    g.add_argument("--host", help="name of the host (default: this host's name)")
-    g.add_argument("--platform", default="x86_64", help="platform (default x86_64)")
-    g.add_argument("--ostype", default="linux2", help="OS type (default linux2)")
-    g.add_argument("--multipath", type=boolean, default=False, metavar="True|False",
-                   help="use multipath (default False)")
-    g.add_argument("--mountpoint", help="where the volume will be attached, e.g. /dev/vdb")
 
 
 def connector(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,64 +43,6 @@ def connector(args: argparse.Namespace) -> dict[str, Any]:
     return {"initiator": initiator, "ip": args.ip, "host": args.host or socket.gethostname(),
             "platform": args.platform, "os_type": args.ostype, "multipath": args.multipath,
             "mountpoint": args.mountpoint}
-
-
-def parser() -> argparse.ArgumentParser:
-    top = Parser(prog="iscsiattach", description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--url", default=os.environ.get("ISCSIATTACH_URL", DEFAULT_URL),
-                     help="daemon URL, http(s)://host:port/v3 or unix:/path "
-                          "(env ISCSIATTACH_URL; default %(default)s)")
-    top.add_argument("--token-file", help="file with the API token (env "
-                     "ISCSIATTACH_TOKEN_FILE; default /var/lib/iscsiattach/api-token; "
-                     "ISCSIATTACH_TOKEN, when set, comes first)")
-    top.add_argument("--cacert", metavar="FILE", default=os.environ.get("ISCSIATTACH_CACERT"),
-                     help="for https:// URLs: trust only this CA or self-signed daemon "
-                          "certificate (PEM) instead of the system's CAs; the host name "
-                          "is checked either way (env ISCSIATTACH_CACERT)")
-    top.add_argument("--format", choices=["table", "json"], default="table",
-                     help="output format (default table)")
-    top.add_argument("--show-secrets", action="store_true",
-                     help="print the CHAP secret instead of ***")
-    top.add_argument("--version", action=VersionAction,
-                     help="print the version of iscsiattach and exit")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("attachment-create", help="reserve a volume, or reserve and connect")
-    p.add_argument("volume_id", metavar="<volume-id>")
-    p.add_argument("instance_uuid", metavar="<instance-uuid>")
-    p.add_argument("--connect", type=boolean, default=False, metavar="True|False",
-                   help="connect now with the connector below (default False)")
-    p.add_argument("--mode", choices=["rw", "ro"], help="attach mode (API 3.54)")
-    add_connector_args(p)
-    p = sub.add_parser("attachment-update", help="connect an attachment with a connector")
-    p.add_argument("attachment_id", metavar="<attachment-id>")
-    add_connector_args(p)
-    for name, text in (("attachment-complete", "mark attachments attached"),
-                       ("attachment-delete", "detach: delete attachments")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("attachment_ids", metavar="<attachment-id>", nargs="+")
-    p = sub.add_parser("attachment-show", help="show one attachment")
-    p.add_argument("attachment_id", metavar="<attachment-id>")
-    p = sub.add_parser("attachment-list", help="list attachments")
-    p.add_argument("--volume-id")
-    p.add_argument("--status")
-
-    p = sub.add_parser("volume-create", help="create a volume")
-    p.add_argument("size", type=int, metavar="<size>", help="size in GiB")
-    p.add_argument("--name")
-    p.add_argument("--multiattach", action="store_true", help="allow several hosts at once")
-    p.add_argument("--source", help="block backend: path of the existing device to register")
-    for name, text in (("volume-show", "show a volume"), ("volume-delete", "delete a volume")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("volume_id", metavar="<volume-id>")
-    sub.add_parser("volume-list", help="list volumes")
-    sub.add_parser("status", help="the daemon's health: ready, last reconcile, counts")
-    host.add_commands(sub)
-    p = sub.add_parser("volume-extend", help="grow a volume")
-    p.add_argument("volume_id", metavar="<volume-id>")
-    p.add_argument("new_size", type=int, metavar="<new-size>", help="new size in GiB")
-    return top
 
 
 def run(args: argparse.Namespace, client: Client) -> str:
@@ -221,7 +78,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
     if cmd == "attachment-list":
         items = ok(client.call("GET", "/attachments" + query(volume_id=args.volume_id,
                                                              status=args.status)), 200)
-        return output.show_list(items["attachments"], ATTACHMENT_COLUMNS, fmt)
+        return output.show_attachments(items["attachments"], fmt)
     return run_volume(args, client, ok)
 
 
@@ -246,13 +103,13 @@ def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
         if args.source:
             body["source"] = args.source
         vol = ok(client.call("POST", "/volumes", {"volume": body}), 202)["volume"]
-        return output.show_object(vol, fmt)
+        return output.show_created_volume(vol, fmt)
     if cmd == "volume-show":
-        return output.show_object(ok(client.call("GET", f"/volumes/{segment(args.volume_id)}"),
+        return output.show_volume(ok(client.call("GET", f"/volumes/{segment(args.volume_id)}"),
                                      200)["volume"], fmt)
     if cmd == "volume-list":
         vols = ok(client.call("GET", "/volumes/detail"), 200)["volumes"]
-        return output.show_list(vols, VOLUME_COLUMNS, fmt)
+        return output.show_volumes(vols, fmt)
     if cmd == "volume-delete":
         ok(client.call("DELETE", f"/volumes/{segment(args.volume_id)}"), 202)
         return ""
@@ -263,9 +120,12 @@ def run_volume(args: argparse.Namespace, client: Client, ok) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logs.setup(args.debug)
     try:
+        version = apiversion.ApiVersion.parse(args.api_version)
+        apiversion.check(version, args.command, args)
         token = find_token(args.token_file)
-        client = Client(args.url, token.value, API_VERSION, cacert=args.cacert,
+        client = Client(args.url, token.value, version.header, cacert=args.cacert,
                         unauthorized=token.unauthorized())
         text = run(args, client)
     except IscsiAttachError as exc:

@@ -11,6 +11,7 @@ UTF-8 streams, as a real terminal's stdout would.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from iscsiattach.api.server import make_server
-from iscsiattach.cli import host, main as cli_main
+from iscsiattach.cli import host, main as cli_main, output
 from tests.unit import fuzz_strategies as fz
 from tests.unit.fuzz_world import (
     CASES,
@@ -149,6 +150,9 @@ commands = fz.mostly(well_formed, st.one_of(
     st.lists(word, max_size=4)), 3)
 hostile_global = st.one_of(
     st.tuples(st.just("--format"), word).map(list),
+    st.tuples(st.just("--os-volume-api-version"), st.one_of(
+        st.sampled_from(["3.27", "3.44", "3.54", "3", "3.0", "3.latest", "3.99", "2.0",
+                         "4", "3.x", "latest", ""]), word)).map(list),
     st.tuples(st.just("--url"), st.sampled_from(BAD_URLS)).map(list),
     st.tuples(st.just("--token-file"), st.sampled_from(
         ["missing", "directory", "nul", "binary", "two-lines", "empty", "spaces", "latin",
@@ -157,7 +161,10 @@ global_opts = st.tuples(
     st.sampled_from([[], ["--format", "json"], ["--show-secrets"],
                      ["--format", "json", "--show-secrets"]]),
     fz.mostly(st.just([]), hostile_global, 3)).map(lambda t: t[0] + t[1])
-argv = flat(global_opts, commands)
+# Output options may come after the command too.
+trailing = fz.mostly(st.just([]), st.sampled_from([["--format", "json"], ["--show-secrets"],
+                                                  ["--format", "table"], ["--format", "x"]]), 2)
+argv = flat(global_opts, commands, trailing)
 
 
 # -- running the CLI ------------------------------------------------------------------
@@ -227,7 +234,23 @@ def check_run(env, raw: list) -> None:
     if "--show-secrets" not in args:
         seen = secrets | secrets_of(world)
         assert not [s for s in seen if s in out or s in err], "a CHAP secret printed"
+    if code == 0 and out.startswith(("{", "[")):
+        assert not fake_secrets(json.loads(out)), "JSON with a masked secret for a value"
     assert invariants(world) == []
+
+
+def fake_secrets(value) -> list:
+    """Every secret field in JSON output whose value is the table's mask."""
+    found = []
+    if isinstance(value, list):
+        for item in value:
+            found += fake_secrets(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in output.SECRET_KEYS and item == output.MASK:
+                found.append(key)
+            found += fake_secrets(item)
+    return found
 
 
 @fz.fuzz_settings(500)
@@ -250,6 +273,14 @@ def test_hostile_argv(env, raw):
     ["attachment-create", "v"], ["attachment-create", "v", "i", "--connect", "maybe"],
     ["--format", "xml", "volume-list"], ["nonsense"], [],
     ["attachment-update", fz.Ref("att0"), "--initiator", "IQN.BAD"],
+    ["--os-volume-api-version", "3.27", "attachment-complete", fz.Ref("att0")],
+    ["--os-volume-api-version", "3.27", "attachment-create", fz.Ref("vol0"), "i", "--mode",
+     "ro"],
+    ["--os-volume-api-version", "3.x", "volume-list"], ["--os-volume-api-version", "2",
+                                                        "volume-list"],
+    ["--os-volume-api-version", "3.99", "volume-list"],
+    ["attachment-show", fz.Ref("att0"), "--format", "json"],
+    ["attachment-show", fz.Ref("att0"), "--format", "xml"],
 ])
 def test_hostile_arguments_give_one_error_line(env, raw):
     check_run(env, raw)
