@@ -10,28 +10,45 @@ import os
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from iscsiattach.model import Portal
+from tests.functional.logwindow import iscsid_log
 from tests.support.blockio import checksum_io, write_and_read_back
 from tests.support.wait import wait_for
 
 # Re-exported: the tests import them from here with the initiator's helpers.
-__all__ = ["ISCSI_ERR_FATAL_LOGIN", "ISCSI_ERR_LOGIN_AUTH_FAILED", "Node", "checksum_io",
-           "iscsiadm", "initiator_name", "make_iface", "delete_iface",
+__all__ = ["BAD_CREDENTIALS", "NO_ACL", "NO_PORTAL", "NO_TARGET", "TARGET_NOT_PROVEN", "Node",
+           "Refusal", "checksum_io", "iscsiadm", "initiator_name", "make_iface", "delete_iface",
            "sysfs_identity", "wait_for", "write_and_read_back"]
 
-# iscsiadm's exit statuses (open-iscsi's iscsi_err.h). A refusal is asserted
-# by its reason, so a target error under load cannot pass for a refusal:
-# ISCSI_ERR_LOGIN      a login the target refused as temporary (status class
-#                      03, "target error", e.g. LIO's "service unavailable");
-#                      retried once by login_retrying, never by a refusal test
-# ISCSI_ERR_FATAL_LOGIN  class 02 (initiator error) other than authentication:
-#                      no ACL for this initiator, or no such target
-# ISCSI_ERR_LOGIN_AUTH_FAILED  the CHAP exchange failed (either direction)
+# iscsiadm's exit status for a login the target refused as temporary (status
+# class 03, "target error", e.g. LIO's "service unavailable"): retried once
+# by login_retrying, never by a refusal test.
 ISCSI_ERR_LOGIN = 5
-ISCSI_ERR_FATAL_LOGIN = 19
-ISCSI_ERR_LOGIN_AUTH_FAILED = 24
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a login was refused: iscsiadm's exit status (open-iscsi's
+    iscsi_err.h) and the line iscsid logs for the target's login status.
+    The exit status alone does not tell a missing ACL from a wrong secret
+    (LIO answers 02/02 and 02/01, iscsiadm exits 24 for both), so a refusal
+    is asserted by both: a target error under load, or the wrong refusal,
+    cannot pass for the one a test expects."""
+    exit_status: int
+    iscsid_says: str
+
+
+# Measured with the VM's open-iscsi 2.1.8 against LIO on Linux 6.1:
+BAD_CREDENTIALS = Refusal(24, "failed authentication with target")      # status 02/01
+NO_ACL = Refusal(24, "failed authorization with target")                # 02/02
+NO_TARGET = Refusal(19, "target not found")                             # 02/03
+# Mutual CHAP: the target's answer to the initiator's challenge is wrong.
+TARGET_NOT_PROVEN = Refusal(19, "Login authentication failed with target")
+# The last target on a portal is gone, and LIO stopped listening there.
+NO_PORTAL = Refusal(8, "Connection refused")
 
 
 def iscsiadm(*args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
@@ -147,13 +164,21 @@ class Node:
             res = self.login()
         return res
 
-    def assert_refused(self, reason: int) -> None:
-        """One login attempt, refused with exactly ``reason`` (an iscsiadm
-        exit status above), leaving no session behind."""
+    def assert_refused(self, *reasons: Refusal) -> None:
+        """One login attempt, refused for one of exactly ``reasons``, leaving
+        no session behind."""
+        log = iscsid_log()
+        offset = log.stat().st_size if log and log.exists() else None
         res = self.login()
-        assert res.returncode == reason, (
-            f"login to {self.iqn}: expected exit {reason}, got {res.returncode}: "
-            f"{res.stderr.strip()}")
+        said = ""
+        if log is not None and offset is not None:
+            with open(log, "rb") as f:
+                f.seek(offset)
+                said = f.read().decode(errors="replace")
+        assert any(res.returncode == r.exit_status and (offset is None or r.iscsid_says in said)
+                   for r in reasons), (
+            f"login to {self.iqn}: expected {reasons}; got exit {res.returncode}: "
+            f"{res.stderr.strip()}; iscsid: {said.strip()[-600:]}")
         assert self.session_dirs() == []
 
     def logout(self) -> None:

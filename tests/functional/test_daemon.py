@@ -14,7 +14,7 @@ import pytest
 from iscsiattach.model import Portal
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
-from tests.functional.iscsi import ISCSI_ERR_FATAL_LOGIN, Node, initiator_name, write_and_read_back
+from tests.functional.iscsi import NO_PORTAL, NO_TARGET, Node, initiator_name, write_and_read_back
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_full_flow_over_http_with_a_real_login(daemon):
 
     node.logout()
     assert call("DELETE", f"/attachments/{att}", token=tok)[0] == 200
-    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)       # the target is gone
+    node.assert_refused(NO_TARGET, NO_PORTAL)       # the target is gone
     node.delete()
     assert call("DELETE", f"/volumes/{vid}", token=tok)[0] == 202
     log = (daemon.state.parent / "daemon.log").read_text()
@@ -158,7 +158,7 @@ def test_every_devref_command_through_the_cli_with_a_real_login(daemon):
     assert err.returncode == 1 and err.stderr.startswith("iscsiattach: error: ")
     node.logout()
     cli("attachment-delete", att)
-    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)
+    node.assert_refused(NO_TARGET, NO_PORTAL)
     node.delete()
     cli("volume-extend", vid, "2")
     assert '"size": 2' in cli("--format", "json", "volume-show", vid)

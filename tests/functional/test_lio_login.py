@@ -12,8 +12,9 @@ from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.secret import Secret
 from tests.functional.iscsi import (
-    ISCSI_ERR_FATAL_LOGIN,
-    ISCSI_ERR_LOGIN_AUTH_FAILED,
+    BAD_CREDENTIALS,
+    NO_ACL,
+    TARGET_NOT_PROVEN,
     Node,
     initiator_name,
     iscsiadm,
@@ -83,7 +84,7 @@ def test_wrong_chap_secret_refused(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup(USER, "wrong-secret-0123456789")
-    node.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
+    node.assert_refused(BAD_CREDENTIALS)
     node.delete()
 
 
@@ -91,7 +92,7 @@ def test_wrong_chap_user_refused(backend, make_backing, me):
     spec, info = export(backend, make_backing())
     backend.authorize(spec.volume_id, grant(me))
     node = Node(info.target_iqn, V4).setup("someone-else", SECRET)
-    node.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
+    node.assert_refused(BAD_CREDENTIALS)
     node.delete()
 
 
@@ -100,7 +101,7 @@ def test_initiator_without_acl_refused(backend, make_backing, me):
     backend.authorize(spec.volume_id, Grant("iqn.2004-10.com.example:not-me",
                                             ChapCredentials(USER, Secret(SECRET))))
     node = Node(info.target_iqn, V4).setup(USER, SECRET)
-    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)
+    node.assert_refused(NO_ACL)
     node.delete()
 
 
@@ -115,7 +116,7 @@ def test_deauthorize_drops_session_and_refuses_login(backend, make_backing, me):
     assert wait_for(lambda: node.session_state() != "LOGGED_IN", 20), \
         "the session stayed logged in after its ACL was removed"
     node.logout()
-    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)
+    node.assert_refused(NO_ACL)
     node.delete()
 
 
@@ -148,7 +149,7 @@ def test_mutual_chap_login(backend, make_backing, me):
     backend.authorize(spec.volume_id, Grant(me, creds))
     wrong = Node(info.target_iqn, V4).setup(USER, SECRET, ("target-user", "not-the-target-0123"))
     # The initiator refuses a target that cannot prove its secret.
-    wrong.assert_refused(ISCSI_ERR_LOGIN_AUTH_FAILED)
+    wrong.assert_refused(TARGET_NOT_PROVEN)
     wrong.delete()
     node = Node(info.target_iqn, V4).setup(USER, SECRET,
                                            ("target-user", "target-secret-0123456789"))

@@ -21,8 +21,9 @@ from iscsiattach.targets.lio.configfs import CONFIGFS
 from iscsiattach.volumes.file import FileBackend
 from tests.functional.conftest import PREFIX
 from tests.functional.iscsi import (
-    ISCSI_ERR_FATAL_LOGIN,
-    ISCSI_ERR_LOGIN_AUTH_FAILED,
+    BAD_CREDENTIALS,
+    NO_ACL,
+    NO_TARGET,
     Node,
     delete_iface,
     initiator_name,
@@ -120,15 +121,17 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
     nodes: list[Node] = []
     with TpgWatch() as watch:
         att, info = services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(me))
-        cases = {       # each refused, and for its own reason
-            "wrong CHAP secret": (node_for(info, secret="WrongSecret0123456"),
-                                  ISCSI_ERR_LOGIN_AUTH_FAILED),
-            "wrong CHAP user": (node_for(info, user="not-" + info["auth_username"]),
-                                ISCSI_ERR_LOGIN_AUTH_FAILED),
-            "unknown initiator IQN": (node_for(info, iface=ifaces[STRANGER]),
-                                      ISCSI_ERR_FATAL_LOGIN),
+        # Each refused, and for its own reason. One at a time: the first two
+        # share a node record (same target, portal and iface).
+        cases = {
+            "wrong CHAP secret": (lambda: node_for(info, secret="WrongSecret0123456"),
+                                  BAD_CREDENTIALS),
+            "wrong CHAP user": (lambda: node_for(info, user="not-" + info["auth_username"]),
+                                BAD_CREDENTIALS),
+            "unknown initiator IQN": (lambda: node_for(info, iface=ifaces[STRANGER]), NO_ACL),
         }
-        for node, reason in cases.values():
+        for make, reason in cases.values():
+            node = make()
             nodes.append(node)
             node.assert_refused(reason)
             node.delete()
@@ -140,7 +143,7 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
             services.attachment_service.create(vol.id, str(uuid.uuid4()), connector(OTHER))
         node = node_for(info, iface=ifaces[OTHER])
         nodes.append(node)
-        node.assert_refused(ISCSI_ERR_FATAL_LOGIN)      # no ACL for it
+        node.assert_refused(NO_ACL)      # no ACL for it
         node.delete()
 
         ok, mine = try_login(info)
@@ -170,7 +173,7 @@ def test_login_refusal_matrix(services, ifaces, results_dir):
         services.attachment_service.delete(att.id)
         assert wait_for(lambda: mine.session_state() != "LOGGED_IN", 30)
         mine.logout()
-        mine.assert_refused(ISCSI_ERR_FATAL_LOGIN)      # the target is gone
+        mine.assert_refused(NO_TARGET)      # the target is gone
         mine.delete()
         assert watch.check() == []
     (results_dir / "login-matrix.json").write_text(json.dumps(

@@ -14,7 +14,7 @@ from iscsiattach.volumes.block import BlockBackend
 from iscsiattach.volumes.file import FileBackend
 from iscsiattach.volumes.lvm import LvmBackend
 from tests.functional.conftest import PREFIX
-from tests.functional.iscsi import ISCSI_ERR_FATAL_LOGIN, Node, initiator_name, write_and_read_back
+from tests.functional.iscsi import NO_PORTAL, NO_TARGET, Node, initiator_name, write_and_read_back
 
 PORTAL = Portal("127.0.0.1")
 
@@ -62,7 +62,7 @@ def test_reserve_update_complete_delete_with_real_login(services):
     node.logout()
     services.attachment_service.delete(att.id)
     assert services.store.volume(vol.id).status == "available"
-    node.assert_refused(ISCSI_ERR_FATAL_LOGIN)      # the target went with the attachment
+    node.assert_refused(NO_TARGET, NO_PORTAL)      # the target went with the attachment
     node.delete()
     services.volume_service.delete(vol.id)
 
