@@ -95,4 +95,18 @@ def _first_reconcile(e: dict[str, Any]) -> str:
     return f"{took} s, {path}" if took else path
 
 
-RENDERERS = {"dos": dos_table, "node-hosts": node_hosts, "node-boot": node_boot}
+def reboot(paths: list[Path]) -> str:
+    """tools/reboot-test: both boots' verdicts."""
+    d = _load(paths[0])
+    before, after = d["before"], d["after"]
+    return ("| commit | cut | volumes attached and written | after the cut: daemon serving "
+            "| volumes confirmed, same data | file written without fsync | verdict |\n"
+            "|---|---|---|---|---|---|---|\n"
+            f"| {d['commit']} | {d['power_cut']} | {before['volumes']} "
+            f"| {_s(after.get('daemon_ready_s'))} after its start | {after['volumes']} "
+            f"| {'survived' if after.get('unsynced_canary_survived') else 'lost'} "
+            f"| {'PASS' if before['ok'] and after['ok'] else 'FAIL'} |")
+
+
+RENDERERS = {"dos": dos_table, "node-hosts": node_hosts, "node-boot": node_boot,
+             "reboot": reboot}
