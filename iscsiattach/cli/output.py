@@ -76,10 +76,7 @@ def show_volume(vol: dict[str, Any], fmt: str) -> str:
     attachments as two lists (attachment_ids, attached_servers)."""
     if fmt == "json":
         return to_json(vol)
-    info = dict(vol)
-    if "readonly" in (info.get("metadata") or {}):
-        info["readonly"] = info["metadata"]["readonly"]
-    info.pop("links", None)
+    info = _without_links(vol)
     attachments = info.pop("attachments", None) or []
     info["attachment_ids"] = [a.get("attachment_id") for a in attachments]
     info["attached_servers"] = [a.get("server_id") for a in attachments]
@@ -90,11 +87,16 @@ def show_created_volume(vol: dict[str, Any], fmt: str) -> str:
     """As `cinder create`: the volume without its links."""
     if fmt == "json":
         return to_json(vol)
+    return property_table(_without_links(vol))
+
+
+def _without_links(vol: dict[str, Any]) -> dict[str, Any]:
+    """A volume as cinderclient shows it: no links, ``readonly`` from its metadata."""
     info = dict(vol)
     if "readonly" in (info.get("metadata") or {}):
         info["readonly"] = info["metadata"]["readonly"]
     info.pop("links", None)
-    return property_table(info)
+    return info
 
 
 def show_volumes(vols: list[dict[str, Any]], fmt: str) -> str:

@@ -13,18 +13,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from iscsiattach.api.app import Auth
-from iscsiattach.api.routes import build_app
-from iscsiattach.api.server import make_server
 from iscsiattach.cli import main as cli_main
-from iscsiattach.secret import Secret
+from tests.unit.cli_api import serving
 
 DEVREF = Path(__file__).parent / "data" / "attach_detach_conventions_v2.rst"
 TOKEN = "devref-token-" + "x" * 30
@@ -104,25 +100,9 @@ def test_the_devref_examples_are_all_found():
 
 @pytest.fixture
 def api(services, monkeypatch):
-    """The API on loopback; remembers the microversion of every request."""
-    versions: list[str] = []
-    app = build_app(services, Auth("token", Secret(TOKEN)))
-
-    async def recording(scope, receive, send):
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            versions.append(headers.get(b"openstack-api-version", b"").decode())
-        await app(scope, receive, send)
-    srv = make_server("127.0.0.1", 0, recording)
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
-    monkeypatch.setenv("ISCSIATTACH_URL", f"http://127.0.0.1:{srv.server_port}/v3")
-    monkeypatch.setenv("ISCSIATTACH_TOKEN", TOKEN)
-    # A bare `attachment-update <id>` takes this host's initiator, as the devref's.
-    monkeypatch.setattr(cli_main, "local_initiator", lambda: IQN)
-    yield versions
-    srv.shutdown()
-    srv.server_close()
+    """The API on loopback; the microversion header of every request."""
+    with serving(services, monkeypatch, TOKEN, IQN) as versions:
+        yield versions
 
 
 def run(capsys, argv: list[str]) -> tuple[int, str, str]:

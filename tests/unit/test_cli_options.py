@@ -6,18 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 import uuid
 
 import pytest
 
-from iscsiattach.api.app import Auth
-from iscsiattach.api.routes import build_app
-from iscsiattach.api.server import make_server
 from iscsiattach.cli import args as cli_args, main as cli_main
 from iscsiattach.exception import BrickError
-from iscsiattach.secret import Secret
+from tests.unit.cli_api import serving
 
 TOKEN = "options-token-" + "x" * 30
 A = "iqn.2004-10.com.example:host-a"
@@ -26,22 +22,8 @@ A = "iqn.2004-10.com.example:host-a"
 @pytest.fixture
 def api(services, monkeypatch):
     """The API on loopback; the microversion header of every request."""
-    seen: list[str] = []
-    app = build_app(services, Auth("token", Secret(TOKEN)))
-
-    async def recording(scope, receive, send):
-        if scope["type"] == "http":
-            seen.append(dict(scope["headers"]).get(b"openstack-api-version", b"").decode())
-        await app(scope, receive, send)
-    srv = make_server("127.0.0.1", 0, recording)
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
-    monkeypatch.setenv("ISCSIATTACH_URL", f"http://127.0.0.1:{srv.server_port}/v3")
-    monkeypatch.setenv("ISCSIATTACH_TOKEN", TOKEN)
-    monkeypatch.setattr(cli_main, "local_initiator", lambda: A)
-    yield seen
-    srv.shutdown()
-    srv.server_close()
+    with serving(services, monkeypatch, TOKEN, A) as versions:
+        yield versions
 
 
 def cli(capsys, *argv):

@@ -1,8 +1,11 @@
 """Profile one restore in-process, in the VM: where the first reconcile's
 time goes when LIO holds nothing of ours (cProfile, cumulative and own time).
+With ``--steady``, then the periodic pass over the same exports, all up:
+first timed without the profiler (wall and this process's CPU time), then
+profiled.
 
     tools/vm -- env PYTHONPATH=tools:. .venv/bin/python -m benchlib.profile_restore \\
-        results/bench/prepop-full/state-1000
+        results/bench/prepop-full/state-1000 [--steady]
 
 STATE is a state directory made by benchlib.populate (tools/bench makes them).
 Not a benchmark (the profiler slows Python down): it says where, not how fast.
@@ -36,16 +39,26 @@ def main() -> None:
         lio = LioBackend(prefix=PREFIX_OURS, write_back=True, lock_path=str(state / "locks"))
         svc = wire_services(str(state), lio, FileBackend(str(mnt / "ours")),
                             (Portal("127.0.0.1"),))
-        prof = cProfile.Profile()
-        t0 = time.perf_counter()
         try:
-            report = prof.runcall(svc.reconciler.run, exclusive=True)
-            print(f"restore under the profiler: {time.perf_counter() - t0:.1f} s, {report}")
-            stats = pstats.Stats(prof)
-            stats.sort_stats("cumulative").print_stats(40)
-            stats.sort_stats("tottime").print_stats(25)
+            profiled("restore", svc.reconciler.run, exclusive=True)
+            if "--steady" in sys.argv:
+                w0, c0 = time.perf_counter(), time.process_time()
+                report = svc.reconciler.run()
+                print(f"steady pass, no profiler: {time.perf_counter() - w0:.2f} s wall, "
+                      f"{time.process_time() - c0:.2f} s CPU, {report}", flush=True)
+                profiled("steady pass", svc.reconciler.run)
         finally:
             print("removed:", cleanup((PREFIX_OURS,), ("volume-",), scan_core=False))
+
+
+def profiled(what: str, fn, *args, **kwargs) -> None:
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    report = prof.runcall(fn, *args, **kwargs)
+    print(f"{what} under the profiler: {time.perf_counter() - t0:.1f} s, {report}", flush=True)
+    stats = pstats.Stats(prof)
+    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -108,5 +108,22 @@ def reboot(paths: list[Path]) -> str:
             f"| {'PASS' if before['ok'] and after['ok'] else 'FAIL'} |")
 
 
+def crash_suite(paths: list[Path]) -> str:
+    """tools/crash-suite: its totals, and the failures by the suite's own rule."""
+    d = _load(paths[0])
+    failures = d["failures"]
+    rows = ["| commit | kills | at fault points (points) | random, under load (mid-request) "
+            "| load requests | data blocks verified | median restart | failures | time |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {d.get('commit') or '?'} | {d['kills']} | {d['point_kills']} "
+            f"({d['points_covered']}) | {d['random_kills']} ({d['random_kills_mid_request']}) "
+            f"| {d['load_ops']} | {d.get('data_blocks_verified', '-')} "
+            f"| {_s(d.get('restart_seconds_median'))} | {len(failures)} "
+            f"| {d['seconds'] / 60:.0f} min |"]
+    for f in failures[:10]:
+        rows.append(f"\n- FAIL {f['where']}: " + "; ".join(f["problems"])[:300])
+    return "\n".join(rows)
+
+
 RENDERERS = {"dos": dos_table, "node-hosts": node_hosts, "node-boot": node_boot,
-             "reboot": reboot}
+             "reboot": reboot, "crash-suite": crash_suite}
