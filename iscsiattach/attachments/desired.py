@@ -83,14 +83,17 @@ class Converger:
     def backing(self, volume: Volume) -> Backing:
         return self.volume_backend.backing(stored_location(volume), volume.size_gib)
 
-    def desired(self, volume: Volume) -> Desired:
-        grants = grants_for(self.store.attachments(volume.id))
+    def desired(self, volume: Volume, attachments: list[Attachment] | None = None) -> Desired:
+        """What LIO should hold for ``volume``, from ``attachments`` (its rows,
+        any status) or, when not given, its rows read now."""
+        rows = self.store.attachments(volume.id) if attachments is None else attachments
+        grants = grants_for(rows)
         if not grants:
             return Desired(None, [])
         return Desired(ExportSpec(volume.id, self.backing(volume), self.portals), grants)
 
-    def drift(self, volume: Volume) -> list[Drift]:
-        want = self.desired(volume)
+    def drift(self, volume: Volume, attachments: list[Attachment] | None = None) -> list[Drift]:
+        want = self.desired(volume, attachments)
         if want.spec is None:
             if not self.target.exists(volume.id):
                 return []

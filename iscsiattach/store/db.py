@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -81,8 +82,9 @@ class _Table:
     row: type
     defaults: dict[str, Any]            # what an insert leaves out (schema.py's defaults)
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[str, ...]:
+        # Cached: asked for on every row read, and dataclasses.fields() is slow.
         return tuple(f.name for f in fields(self.row))
 
 

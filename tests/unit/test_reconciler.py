@@ -312,3 +312,64 @@ def test_a_restore_runs_in_this_thread_unless_exclusive_with_workers(
     seen = _record_restores(services, fake_target, monkeypatch)
     assert services.reconciler.run(exclusive=exclusive).volumes_repaired == 3
     assert {thread for _, thread, _ in seen} == {threading.current_thread().name}
+
+
+# -- the steady pass: one store snapshot, a lock only where something looks wrong --
+def _count_locks(services, monkeypatch) -> list[str]:
+    taken: list[str] = []
+    real = services.reconciler.locks.lock
+
+    def counting(volume_id):
+        taken.append(volume_id)
+        return real(volume_id)
+    monkeypatch.setattr(services.reconciler.locks, "lock", counting)
+    return taken
+
+
+def test_a_quiet_pass_takes_no_volume_lock(services, monkeypatch):
+    vols = [_two_attached(services)[0] for _ in range(3)]
+    taken = _count_locks(services, monkeypatch)
+    report = services.reconciler.run()
+    assert report.volumes_checked == len(vols) and report.changed == 0
+    assert taken == []
+
+
+def test_only_the_volume_that_looks_wrong_is_locked_and_repaired(services, fake_target,
+                                                                 monkeypatch):
+    vols = [_two_attached(services)[0] for _ in range(3)]
+    fake_target.targets[fake_target.target_iqn(vols[1].id)].acls.pop(A)
+    taken = _count_locks(services, monkeypatch)
+    report = services.reconciler.run()
+    assert taken == [vols[1].id]
+    assert report.drift_found == 1 and report.volumes_repaired == 1
+    assert A in fake_target.inspect(vols[1].id).acls
+
+
+def test_a_wrong_status_alone_is_fixed(services):
+    vol, _ = _two_attached(services)
+    services.store.cas_volume(vol.id, None, status="available")
+    report = services.reconciler.run()
+    assert report.statuses_fixed == 1 and services.store.volume(vol.id).status == "in-use"
+
+
+def test_a_stale_snapshot_leads_to_a_second_look_not_a_repair(services, fake_target,
+                                                              monkeypatch):
+    """A request that lands between the pass's snapshot and its look at the
+    volume (here: a detach) makes LIO differ from the snapshot; the locked
+    second look reads the store again and finds nothing to repair."""
+    vol, _ = _two_attached(services)
+    att_b = next(a for a in services.store.attachments(vol.id) if a.initiator == B)
+    real = services.store.attachments
+
+    def snapshot_then_detach(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        if not args and kwargs.get("include_detached"):     # the pass's snapshot
+            monkeypatch.setattr(services.store, "attachments", real)
+            services.attachment_service.delete(att_b.id)
+        return rows
+    monkeypatch.setattr(services.store, "attachments", snapshot_then_detach)
+    taken = _count_locks(services, monkeypatch)
+    report = services.reconciler.run()
+    assert taken == [vol.id, vol.id]    # the detach's own lock, then the second look
+    assert report.drift_found == 0 and report.volumes_repaired == 0
+    assert set(fake_target.inspect(vol.id).acls) == {A}
