@@ -45,6 +45,11 @@ class Refusal:
 # Measured with the VM's open-iscsi 2.1.8 against LIO on Linux 6.1:
 BAD_CREDENTIALS = Refusal(24, "failed authentication with target")      # status 02/01
 NO_ACL = Refusal(24, "failed authorization with target")                # 02/02
+# An initiator that offers no CHAP at all to a TPG enforcing authentication:
+# LIO refuses it before it looks for an ACL, with the 02/01 of bad secrets.
+NO_CHAP_OFFERED = Refusal(24, "failed authentication with target",
+                          "has not been successfully authenticated, and the Target "
+                          "is enforcing iSCSI Authentication")
 # LIO answers a login for a target it does not have with 03/01 "service
 # unavailable", as it answers a transient failure: its kernel line tells.
 NO_TARGET = Refusal(5, "target error (03/01)", "Unable to locate Target IQN")

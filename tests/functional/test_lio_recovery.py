@@ -7,7 +7,7 @@ from iscsiattach.model import ExportSpec, Grant, Portal, volume_name
 from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
 from tests.contract.target_contract import INITIATOR, chap
-from tests.functional.iscsi import NO_ACL, Node, wait_for
+from tests.functional.iscsi import NO_CHAP_OFFERED, Node, wait_for
 
 PORTAL = Portal("127.0.0.1")
 
@@ -71,5 +71,5 @@ def test_open_tpg_is_closed_and_its_sessions_dropped(backend, make_backing, tamp
     assert wait_for(lambda: intruder.session_state() != "LOGGED_IN", 20), \
         "a session admitted while the target was open survived the repair"
     intruder.logout()
-    intruder.assert_refused(NO_ACL)   # no ACL for it now
+    intruder.assert_refused(NO_CHAP_OFFERED)   # authentication is enforced again
     intruder.delete()
