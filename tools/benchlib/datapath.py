@@ -1,8 +1,11 @@
 """Item 5: fio through the attached device vs the raw backing, and vs the
-same LUN made by targetcli with its defaults (buffered fileio)."""
+same LUN made by targetcli with its defaults (buffered fileio): each job
+several times, the targets taking turns job by job, so a change in the
+shared machine's load falls on all of them alike."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 from typing import Any
 
@@ -34,6 +37,36 @@ def fill(target: str, size: str) -> None:
                     "--size", size], capture_output=True, check=True, timeout=1800)
 
 
-def suite(target: str, runtime: int, size: str) -> dict[str, Any]:
-    fill(target, size)
-    return {job: fio(target, job, runtime, size) for job in ORDER}
+FIGURES = ("iops", "mib_s", "clat_p50_us", "clat_p99_us")
+
+
+def interleaved(targets: dict[str, str], rounds: int, runtime: int,
+                size: str) -> dict[str, dict[str, Any]]:
+    """Every job ``rounds`` times on every target, in turns: round r runs
+    job 1 on each target (the order rotating with r), then job 2, ... Per
+    target and job: the median of each figure, its min and max, and the
+    runs themselves."""
+    names = list(targets)
+    for name in names:
+        fill(targets[name], size)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {j: [] for j in ORDER} for n in names}
+    for r in range(rounds):
+        turn = names[r % len(names):] + names[:r % len(names)]
+        for job in ORDER:
+            for name in turn:
+                runs[name][job].append(fio(targets[name], job, runtime, size))
+    return {name: {job: _median(got) for job, got in jobs.items()}
+            for name, jobs in runs.items()}
+
+
+def _median(got: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [g for g in got if "error" not in g]
+    out: dict[str, Any] = {"runs": got, "n": len(ok)}
+    if len(ok) < len(got):
+        out["error"] = next(g["error"] for g in got if "error" in g)
+    for key in FIGURES:
+        values = [g[key] for g in ok]
+        if values:
+            out[key] = round(statistics.median(values), 1)
+            out[f"{key}_min"], out[f"{key}_max"] = min(values), max(values)
+    return out

@@ -2,6 +2,7 @@
 detach, the iscsiadm floor, and fio through the device."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -86,41 +87,30 @@ class HostRun:
                 "detach": summary([r["detach"] for r in runs])}
 
     # -- item 5 ----------------------------------------------------------------
-    def fio_raw(self) -> dict[str, Any]:
+    def fio_interleaved(self, iqn: str, secret: str) -> dict[str, Any]:
+        """fio on the raw backing, through our export and through the export
+        targetcli just made (its defaults; ACL for this host's initiator,
+        while baseline (b)'s first sample stands), the three taking turns."""
+        tcli = {"target_iqn": iqn, "target_portal": "127.0.0.1:3260",
+                "auth_username": "bench", "auth_password": secret}
         raw = sparse_file(self.mnt / "raw" / "raw.img", 1 << 30)
-        try:
-            return {"device": "file on ext4 (loop), O_DIRECT",
-                    **datapath.suite(str(raw), self.p.fio_runtime, self.p.fio_size)}
-        finally:
-            raw.unlink()
-
-    def fio_ours(self) -> dict[str, Any]:
         att = self._prepared(self.vol["fio"])
-        info = att["connection_info"]
-        try:
-            _, dev = host.floor_attach(info)
-            try:
-                return {"device": "iscsiattach export (fileio aio, write_back), iSCSI loopback",
-                        **datapath.suite(dev, self.p.fio_runtime, self.p.fio_size)}
-            finally:
-                host.floor_detach(info, dev)
-        finally:
-            forget_nodes((info["target_iqn"],))
-            ours.detach(self.daemon.token, att["id"])
+        ours_info = att["connection_info"]
+        with contextlib.ExitStack() as undo:
+            undo.callback(raw.unlink)
+            undo.callback(ours.detach, self.daemon.token, att["id"])
+            undo.callback(forget_nodes, (ours_info["target_iqn"], iqn))
+            devices = {"raw": str(raw)}
+            for name, info in (("iscsiattach", ours_info), ("targetcli", tcli)):
+                _, devices[name] = host.floor_attach(info)
+                undo.callback(host.floor_detach, info, devices[name])
+            got = datapath.interleaved(devices, self.p.fio_rounds, self.p.fio_runtime,
+                                       self.p.fio_size)
+        for name, what in DEVICES.items():
+            got[name]["device"] = what
+        return got
 
-    def fio_targetcli(self, iqn: str, secret: str) -> dict[str, Any]:
-        """fio through the export targetcli just made (its defaults), while
-        baseline (b)'s first sample stands; ACL for this host's initiator."""
-        info = {"target_iqn": iqn, "target_portal": "127.0.0.1:3260", "auth_username": "bench",
-                "auth_password": secret}
-        try:
-            _, dev = host.floor_attach(info)
-            try:
-                return {"device": "targetcli defaults (fileio buffered, write_back)",
-                        **datapath.suite(dev, self.p.fio_runtime, self.p.fio_size)}
-            finally:
-                host.floor_detach(info, dev)
-        except Exception as exc:   # noqa: BLE001 - recorded, the baseline goes on
-            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        finally:
-            forget_nodes((iqn,))
+
+DEVICES = {"raw": "file on ext4 (loop), O_DIRECT",
+           "iscsiattach": "iscsiattach export (fileio aio, write_back), iSCSI loopback",
+           "targetcli": "targetcli defaults (fileio buffered, write_back), iSCSI loopback"}

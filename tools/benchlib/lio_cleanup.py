@@ -76,3 +76,13 @@ def cleanup(iqn_prefixes: tuple[str, ...], so_prefixes: tuple[str, ...],
                 remove_storage_object(so)
                 removed += 1
     return removed
+
+
+def census(iqn_prefixes: tuple[str, ...], so_prefixes: tuple[str, ...]) -> dict[str, int]:
+    """How many targets and storage objects LIO holds under these prefixes."""
+    iscsi, core = CONFIGFS / "iscsi", CONFIGFS / "core"
+    targets = sum(1 for t in iscsi.iterdir() if t.is_dir() and t.name.startswith(iqn_prefixes)) \
+        if iscsi.is_dir() else 0
+    sos = sum(1 for hba in core.iterdir() if hba.is_dir() for so in hba.iterdir()
+              if so.is_dir() and so.name.startswith(so_prefixes)) if core.is_dir() else 0
+    return {"targets": targets, "storage_objects": sos}

@@ -21,21 +21,30 @@ def _save(fig, path: Path) -> None:
 
 
 def control_plane(series: dict[str, dict[str, list]], path: Path) -> None:
-    """series[system][op] = [(n, p50_ms, p95_ms), ...]"""
+    """series[system][op] = [(n, p50_ms, estimated), ...]; an estimated
+    point is drawn hollow and ringed, and the legend says so."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, op in zip(axes, ("create", "delete"), strict=True):
+        ringed = False
         for system, ops in series.items():
             pts = sorted(ops.get(op, []))
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] / 1e3 for p in pts],
-                        STYLE.get(system, "o-"), label=system)
+                line, = ax.plot([p[0] for p in pts], [p[1] / 1e3 for p in pts],
+                                STYLE.get(system, "o-"), label=system)
+                est = [p for p in pts if len(p) > 2 and p[2]]
+                if est:
+                    ax.plot([p[0] for p in est], [p[1] / 1e3 for p in est], "o", ms=12,
+                            mfc="none", color=line.get_color(),
+                            label=None if ringed else "estimated, not measured")
+                    ringed = True
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("existing exports")
         ax.set_title(f"attachment {op} (p50)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds (log)")
-    axes[0].legend(fontsize=7)
+    for ax in axes:
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 

@@ -11,15 +11,16 @@ class Profile:
     ours_samples: int                       # item 1, ours, per stage
     rts_samples: dict[int, int]             # item 1, baseline (a), per stage
     tcli_samples: dict[int, int]            # item 1, baseline (b), per stage
-    ctl_ns: tuple[int, ...]                 # item 4, targetctl restore sizes, first
+    restore_ns: tuple[int, ...]             # item 4: ours and targetctl restore these sizes
     concurrency_stage: int                  # item 2 runs at this stage
-    ctl_late: tuple[int, ...] = ()          # item 4 sizes run at the end if the budget allows
+    restore_rounds: int = 2                 # item 4: each size, in turns, this many times
     clients: tuple[int, ...] = (1, 8, 32)
     ops_per_level: int = 96                 # item 2: creates+deletes per client count
     e2e_samples: int = 8                    # item 3 in-process, each variant
     floor_samples: int = 8
     cli_samples: int = 2
     fio_runtime: int = 8
+    fio_rounds: int = 3                     # item 5: each job this many times per target
     fio_size: str = "512M"
     idle_window: float = 30.0
     spares: int = 40
@@ -32,14 +33,14 @@ class Profile:
 # Stages run in this order: the headline sizes first, in case the budget ends.
 FULL = Profile("full", stages=(1, 1000, 100), ours_samples=15,
                rts_samples={1: 3, 1000: 1, 100: 1}, tcli_samples={1: 1, 1000: 1, 100: 1},
-               tcli_cap_s={1: 900, 1000: 360, 100: 240},
-               ctl_ns=(100,), ctl_late=(1000, 300), concurrency_stage=1, ops_per_level=32,
+               tcli_cap_s={1: 900, 1000: 1200, 100: 240},
+               restore_ns=(100, 1000), concurrency_stage=1, ops_per_level=32,
                e2e_samples=4, floor_samples=5, cli_samples=1, fio_runtime=5,
-               fio_size="256M", idle_window=20.0, budget_s=4500.0, reserve_s=360.0)
+               fio_size="256M", idle_window=20.0, budget_s=5000.0, reserve_s=360.0)
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},
-                tcli_samples={1: 1, 20: 1}, ctl_ns=(20,), concurrency_stage=1,
+                tcli_samples={1: 1, 20: 1}, restore_ns=(20,), restore_rounds=1, concurrency_stage=1,
                 ops_per_level=16, e2e_samples=2, floor_samples=2, cli_samples=1,
-                fio_runtime=2, fio_size="128M", idle_window=5.0, spares=36,
+                fio_runtime=2, fio_size="128M", fio_rounds=1, idle_window=5.0, spares=36,
                 tcli_cap_s={1: 900, 20: 60}, budget_s=1500.0, reserve_s=60.0)
 
 PROFILES = {"full": FULL, "quick": QUICK}

@@ -1,7 +1,8 @@
 """The benchmark run, inside the VM (tools/bench boots it).
 
-``python -m benchlib.run PROFILE PREPOP_DIR OUT_JSON``. Order: targetctl
-restores on an LIO empty of ours; then, per stage N (existing exports):
+``python -m benchlib.run PROFILE PREPOP_DIR OUT_JSON``. Order: ours and
+targetctl restore the same N exports in turns, each on an LIO empty of
+both (item 4); then, per stage N (existing exports):
 iscsiattachd restores N exports from its store (item 4), idles (item 6),
 serves attachment create/delete (item 1) while the two baselines do the
 same LIO work on the same kernel with the same N exports present (item 1);
@@ -32,7 +33,7 @@ from benchlib.common import (
     log,
     summary,
 )
-from benchlib.lio_cleanup import cleanup
+from benchlib.lio_cleanup import census, cleanup
 from benchlib.profiles import PROFILES, Profile
 from tests.support.scratch import scratch_fs, sparse_file
 
@@ -73,26 +74,52 @@ class Run:
     def files(self, kind: str, count: int) -> list[Path]:
         return [sparse_file(self.mnt / kind / f"{kind}-{i}.img", 1 << 30) for i in range(count)]
 
-    # -- item 4 baseline -----------------------------------------------------
-    def targetctl(self, n: int) -> dict[str, Any]:
+    # -- item 4: restore, ours and targetctl in turns ----------------------------
+    def restore_pair(self, n: int) -> dict[str, Any]:
+        """Ours and targetctl each restore the same N exports, ``restore_rounds``
+        times, taking turns (the first alternating by round), each on an LIO
+        holding no object of either (counted before every restore)."""
         saved = restore.make_saveconfig(n, WORK, self.mnt / "ctl")
+        rounds = []
+        try:
+            for r in range(self.p.restore_rounds):
+                order = ("targetctl", "ours") if r % 2 == 0 else ("ours", "targetctl")
+                got: dict[str, Any] = {"order": list(order)}
+                for who in order:
+                    got[f"lio_before_{who}"] = _census_both()
+                    got[who] = self._restore_ctl(saved) if who == "targetctl" \
+                        else self._restore_ours(n)
+                rounds.append(got)
+        finally:
+            saved.unlink()
+        return {"n": n, "rounds": rounds,
+                "ours_s": summary([g["ours"]["seconds"] for g in rounds]),
+                "targetctl_s": summary([g["targetctl"]["seconds"] for g in rounds
+                                        if g["targetctl"].get("errors") == 0])}
+
+    @staticmethod
+    def _restore_ctl(saved: Path) -> dict[str, Any]:
         out = restore.targetctl_restore(saved)
         t0 = time.perf_counter()
         out["removed"] = cleanup((PREFIX_CTL,), (restore.SO_PREFIX,))
         out["cleanup_s"] = round(time.perf_counter() - t0, 2)
-        saved.unlink()
-        out["n"] = n
         return out
 
-    def ctl_estimate(self, n: int) -> float:
-        """Quadratic scaling of the largest targetctl restore measured so far."""
-        done = [(int(k), v["seconds"]) for k, v in
-                self.res.data["sections"].get("restore_targetctl", {}).items()
-                if isinstance(v, dict) and "seconds" in v]
-        if not done:
-            return float("inf")
-        m, t = max(done)
-        return t * (n / m) ** 2
+    def _restore_ours(self, n: int) -> dict[str, Any]:
+        state = WORK / f"restore-{n}" / "state"
+        ours.prepare_state(self.prepop / f"state-{n}", state)
+        populate.make_volume_files(state)
+        logs = self.res.path.parent / f"logs-{self.p.name}"
+        logs.mkdir(exist_ok=True)
+        daemon = ours.Daemon(state, self.mnt / "ours", logs / f"restore-{n}.log")
+        try:
+            ready = daemon.start()
+        finally:
+            daemon.stop()
+        t0 = time.perf_counter()
+        removed = cleanup((PREFIX_OURS,), ("volume-",), scan_core=False)
+        return {"seconds": round(ready, 2), "reconcile": daemon.last_reconcile(),
+                "removed": removed, "cleanup_s": round(time.perf_counter() - t0, 2)}
 
     # -- a stage -------------------------------------------------------------
     def start_stage(self, n: int) -> dict[str, Any]:
@@ -152,14 +179,17 @@ class Run:
                            self.files("tcli", 1), p.tcli_samples.get(n, 1), cap,
                            hostrun_initiator(), between)
         if hr and isinstance(out, dict):
-            self.res.put("datapath", "targetcli", out.pop("between", None) or
-                         {"error": "targetcli's export was not completed in its time cap"})
+            got = out.pop("between", None) or {
+                name: {"error": "targetcli's export was not completed in its time cap"}
+                for name in ("raw", "iscsiattach", "targetcli")}
+            for name, figures in got.items():
+                self.res.put("datapath", name, figures)
         if n != p.stages[0]:
             self.section("restart_ours", str(n), self.restart)
         self.daemon.stop()
 
     def host_items(self):
-        """Items 3 and 5 (ours and the floor; targetcli's LUN comes with item 1 (b))."""
+        """Item 3 (ours and the floor); item 5 runs while targetcli's LUN of item 1 (b) stands."""
         from benchlib import hostrun
         hr = hostrun.HostRun(self.p, self.daemon, self.spares, self.mnt)
         for key, fn, *args in (("floor", hr.floor), ("startup", hr.startup),
@@ -167,33 +197,39 @@ class Run:
                                ("brick_as_is", hr.in_process, True),
                                ("cli", hr.cli)):
             self.section("e2e", key, fn, *args)
-        self.section("datapath", "raw", hr.fio_raw)
-        self.section("datapath", "iscsiattach", hr.fio_ours)
         return hr
 
     @staticmethod
     def _fio_between(hr):
         def run(iqn: str, secret: str):
-            log("datapath/targetcli ...")
-            return hr.fio_targetcli(iqn, secret)
+            log("datapath: raw, iscsiattach and targetcli in turns ...")
+            try:
+                return hr.fio_interleaved(iqn, secret)
+            except Exception as exc:   # noqa: BLE001 - recorded, the baseline goes on
+                traceback.print_exc()
+                error = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                return {name: error for name in ("raw", "iscsiattach", "targetcli")}
         return run
 
     def main(self) -> None:
         self.section("setup", "targetcli", lambda: tcli.setup() or {"ok": True})
-        for n in self.p.ctl_ns:
-            self.section("restore_targetctl", str(n), self.targetctl, n)
+        cleanup((PREFIX_OURS,), ("volume-",), scan_core=False)
+        for n in self.p.restore_ns:
+            self.section("restore_pair", str(n), self.restore_pair, n)
         for n in self.p.stages:
             try:
                 self.stage(n)
             finally:
                 if self.daemon:
                     self.daemon.stop()
-        for n in self.p.ctl_late:
-            if time.monotonic() + 2 * self.ctl_estimate(n) < self.deadline:
-                self.section("restore_targetctl", str(n), self.targetctl, n)
         self.section("cleanup", "all", final_cleanup)
         self.res.data["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.res.flush()
+
+
+def _census_both() -> dict[str, dict[str, int]]:
+    return {"ours": census((PREFIX_OURS,), ("volume-",)),
+            "targetctl": census((PREFIX_CTL,), (restore.SO_PREFIX,))}
 
 
 def hostrun_initiator() -> str:

@@ -46,10 +46,14 @@ def control(v: View, figures: Figures) -> str:
     for n in v.stages():
         o, a = v.get("control_ours", n) or {}, v.get("control_rtslib", n) or {}
         b, how = v.tcli(n)
+        estimated = {(TCLI, "create"): how in ("cut short", "grown"),
+                     (TCLI, "delete"): how in ("cut short", "grown"),
+                     (RTS, "delete"): bool(a.get("delete_save_estimated"))}
         for system, d in ((OURS, o), (RTS, a), (TCLI, b)):
             for op in ("create", "delete"):
                 if (p50 := (d.get(op) or {}).get("p50_ms")) is not None:
-                    series[system].setdefault(op, []).append((n, p50))
+                    series[system].setdefault(op, []).append(
+                        (n, p50, estimated.get((system, op), False)))
         est = "~" if how in ("cut short", "grown") else ""
         p50 = {(k, op): (d.get(op) or {}).get("p50_ms") for k, d in (("o", o), ("a", a), ("b", b))
                for op in ("create", "delete")}

@@ -1,11 +1,14 @@
-"""Tables of section 4: restore after a reboot, ours against targetctl, and
-the model that estimates targetctl where the run did not measure it."""
+"""Tables of section 4: restore after a reboot, ours against targetctl. A
+run with ``restore_pair`` measured both at the same sizes in turns on an
+LIO empty of both; an older run (restores of each at other times and
+sizes) is rendered with the model that estimated targetctl where it was
+not measured."""
 from __future__ import annotations
 
 from functools import partial
 
 from benchlib import plots
-from benchlib.fmt import DASH, sec, table, times, verdict
+from benchlib.fmt import DASH, sec, seconds, table, times, verdict
 from benchlib.tables_host import RESTORE_GOAL, Figures
 from benchlib.view import View
 
@@ -50,6 +53,8 @@ def _points(v: View) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
 
 
 def restore(v: View, figures: Figures) -> str:
+    if v.section("restore_pair"):
+        return pairs(v, figures)
     ours, ctl = _points(v)
     model = ctl_model(ctl)
     xs = sorted({n for n, _ in ours} | {n for n, _ in ctl})
@@ -75,6 +80,8 @@ def restore(v: View, figures: Figures) -> str:
 
 
 def restore_goals(v: View) -> str:
+    if v.section("restore_pair"):
+        return pair_goals(v)
     ours, ctl = _points(v)
     if not (ours and ctl and ours[-1][0] > ctl[0][0]):
         return ""
@@ -93,6 +100,8 @@ def restore_goals(v: View) -> str:
 
 def restore_model(v: View) -> str:
     """The targetctl model and the targetctl restores that failed."""
+    if v.section("restore_pair"):
+        return pair_rounds(v)
     _, ctl = _points(v)
     model = ctl_model(ctl)
     rows = [["targetctl, t = a·N² + b·N", f"a = {model[0]:.2e}, b = {model[1]:.3f}",
@@ -107,3 +116,61 @@ def restore_model(v: View) -> str:
 def _at(model: Model | None, n: int) -> float | None:
     return model[0] * n * n + model[1] * n if model else None
 
+
+
+# -- ours and targetctl in turns (restore_pair) ---------------------------------
+def _pairs(v: View) -> list[tuple[int, dict]]:
+    return sorted((int(n), d) for n, d in v.section("restore_pair").items()
+                  if isinstance(d, dict) and d.get("rounds"))
+
+
+def _range(s: dict) -> str:
+    p50, lo, hi = (seconds({"p50_ms": s.get(k)}) for k in ("p50_ms", "min_ms", "max_ms"))
+    return sec(p50) if lo == hi else f"{sec(p50)} ({sec(lo)}–{sec(hi)})"
+
+
+def pairs(v: View, figures: Figures) -> str:
+    rows, ours, ctl = [], [], []
+    for n, d in _pairs(v):
+        o, c = d.get("ours_s") or {}, d.get("targetctl_s") or {}
+        rec = [r["ours"].get("reconcile") or {} for r in d["rounds"]]
+        ours += [(n, r["ours"]["seconds"]) for r in d["rounds"]]
+        ctl += [(n, r["targetctl"]["seconds"]) for r in d["rounds"]
+                if r["targetctl"].get("errors") == 0]
+        first = [x["seconds"] for x in rec if "seconds" in x]
+        rows.append([n, o.get("n"), _range(o), sec(min(first)) if first else DASH, _range(c),
+                     times(seconds(c), seconds(o))])
+    figures["performance-restore.png"] = partial(plots.restore, ours, ctl, [])
+    return table(["N", "rounds", "iscsiattachd start until ready, p50 (range)",
+                  "of which first reconcile (fastest)", "targetctl restore, p50 (range)",
+                  "targetctl / ours (p50)"], rows)
+
+
+def pair_goals(v: View) -> str:
+    got = _pairs(v)
+    if not got:
+        return ""
+    n, d = got[-1]
+    o, c = seconds(d.get("ours_s") or {}), seconds(d.get("targetctl_s") or {})
+    ok = c / o >= RESTORE_GOAL if c and o else None
+    return table(["goal", "measured", ""],
+                 [[f"ours ≥ {RESTORE_GOAL}x faster than targetctl at {n}, both measured in "
+                   "turns", times(c, o), verdict(ok)]])
+
+
+def pair_rounds(v: View) -> str:
+    """Each round: who went first, each restore's time, and what LIO held of
+    either before each restore (0 and 0: the same starting state)."""
+    rows = []
+    for n, d in _pairs(v):
+        for i, r in enumerate(d["rounds"], 1):
+            before = " / ".join(
+                f"{who}: " + ", ".join(f"{k} {sum(c[k] for c in r[f'lio_before_{who}'].values())}"
+                                       for k in ("targets", "storage_objects"))
+                for who in r["order"])
+            c = r["targetctl"]
+            rows.append([n, i, " then ".join(r["order"]), sec(r["ours"]["seconds"]),
+                         sec(c.get("seconds")) + ("" if c.get("errors") == 0 else
+                                                  f" ({c.get('errors')} errors)"), before])
+    return table(["N", "round", "order", "ours", "targetctl",
+                  "LIO objects of either before each (ours / targetctl prefixes)"], rows)
