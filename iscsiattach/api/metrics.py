@@ -39,7 +39,8 @@ class Metrics:
         self.last_reconcile = Gauge("iscsiattach_reconcile_last_timestamp_seconds",
                                     "When the last reconcile finished", registry=r)
         self.lio_lock_wait = Histogram("iscsiattach_lio_lock_wait_seconds",
-                                       "Time spent waiting for the LIO lock", registry=r,
+                                       "Time spent waiting for LIO locks (a volume's, or "
+                                       "the shared one)", registry=r,
                                        buckets=(.001, .005, .01, .05, .1, .5, 1, 5, 30))
         r.register(_StoreCollector(store))
         self._lock = threading.Lock()

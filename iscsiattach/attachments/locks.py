@@ -1,7 +1,8 @@
 """Per-volume locks: external (file) locks so that every process agrees.
 
-Order is always: a volume's lock, then the LIO lock (taken inside the
-target backend). Nothing takes two volume locks at once.
+Order is always: a volume's lock, then the target backend's own locks
+(LIO's lock of that volume, then its shared one). Nothing takes two volume
+locks at once.
 """
 from __future__ import annotations
 

@@ -104,6 +104,10 @@ class Scale:
     burst: int = 10_000
     burst_conns: int = 50
     burst_max_s: float = 600.0
+    # The latency ratio is a timing: the quick form records it and its
+    # goal's verdict but does not fail on it (CI shares a TCG machine whose
+    # load moves a 10 s window's p50); tools/dos-suite judges it.
+    judge_latency: bool = True
 
 
 FULL = Scale("full", baseline_s=15, probe_s=30, ramp_max_s=60, recovery_s=30,
@@ -112,7 +116,9 @@ FULL = Scale("full", baseline_s=15, probe_s=30, ramp_max_s=60, recovery_s=30,
 # instead of 10,000 (the only count TCG time forces down: today's server
 # answers a few dozen TLS requests per second under TCG).
 QUICK = Scale("quick", baseline_s=6, probe_s=10, ramp_max_s=30, recovery_s=FD_WITHIN_S,
-              probe_interval=0.5, probe_timeout=5, burst=2_000, burst_max_s=60)
+              probe_interval=0.5, probe_timeout=5, burst=2_000, burst_max_s=60,
+              judge_latency=False)
+LATENCY_GOALS = ("p50_ratio",)
 
 
 @dataclass
@@ -856,8 +862,17 @@ def run(target: Target, name: str, scale: Scale) -> dict[str, Any]:
         goals = judge(r, sc)
     r.update(scenario=name, what=what, scale=scale.name, restarted_before=restarted)
     trace(f"{name}: done: {goal_report_raw(goals)}")
-    r["goals"] = {k: {"met": bool(v[0]), "value": _jsonable(v[1])} for k, v in goals.items()}
-    r["failed"] = [k for k, v in goals.items() if not v[0]]
+    return record_verdict(r, goals, scale)
+
+
+def record_verdict(r: dict[str, Any], goals: dict[str, tuple], scale: Scale) -> dict[str, Any]:
+    """The goals into ``r``, and the verdict by this scale's rule: every
+    goal met, but for the latency ones where the scale does not judge them."""
+    unjudged = () if scale.judge_latency else LATENCY_GOALS
+    r["goals"] = {k: {"met": bool(v[0]), "value": _jsonable(v[1]),
+                      **({"judged": False} if k in unjudged else {})}
+                  for k, v in goals.items()}
+    r["failed"] = [k for k, v in goals.items() if not v[0] and k not in unjudged]
     r["verdict"] = "PASS" if not r["failed"] else "FAIL"
     return r
 
@@ -1018,7 +1033,9 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple]:
 
 
 def _verdict(r: dict[str, Any]) -> str:
-    return "PASS" if not r["failed"] else "FAIL: " + ",".join(r["failed"])
+    over = [k for k, v in r["goals"].items() if v.get("judged") is False and not v["met"]]
+    note = f" ({','.join(over)} over its goal, not judged here)" if over else ""
+    return ("PASS" if not r["failed"] else "FAIL: " + ",".join(r["failed"])) + note
 
 
 def goal_report_raw(goals: dict[str, tuple]) -> str:
@@ -1027,5 +1044,6 @@ def goal_report_raw(goals: dict[str, tuple]) -> str:
 
 
 def goal_report(r: dict[str, Any]) -> str:
-    return "; ".join(f"{k}={v['value']}" + ("" if v["met"] else " (FAILED)")
+    return "; ".join(f"{k}={v['value']}" + ("" if v["met"] else " (over its goal, not judged)"
+                                            if v.get("judged") is False else " (FAILED)")
                      for k, v in r["goals"].items())

@@ -10,10 +10,16 @@ target). Only ``list_exports`` walks, for the reconciler.
 Exports are converged through rtslib objects (converge.py); new storage
 objects, and whole exports in a restore, are written straight into configfs
 (build.py). rtslib and kernel errors become ``TargetError``; messages name
-objects, never CHAP secrets. All operations hold the LIO lock (an external
-oslo.concurrency lock when ``lock_path`` is given), and rtslib objects live
-only inside one locked operation, so nothing cached outlives a change made by
-someone else.
+objects, never CHAP secrets.
+
+Locks (external oslo.concurrency locks when ``lock_path`` is given, so every
+process agrees): an operation on a volume holds that volume's LIO lock, as
+it touches only folders named after the volume; the one shared lock is held
+only for what volumes share, the backstore slots (a claim probes slots that
+other volumes' objects may be leaving) and the fabric module's first load.
+Order: a volume's lock, then the shared one, never the other way. rtslib
+objects live only inside one locked operation, so nothing cached outlives a
+change made by someone else.
 """
 from __future__ import annotations
 
@@ -30,7 +36,6 @@ from rtslib_fb import TPG, FabricModule, NodeACL, Target
 from iscsiattach import failpoints
 from iscsiattach.exception import NotFound, TargetError, TargetUnavailable
 from iscsiattach.model import (
-    SECURE_TPG_ATTRIBUTES,
     Backing,
     BackingKind,
     ExportInfo,
@@ -43,7 +48,7 @@ from iscsiattach.model import (
     volume_name,
 )
 from iscsiattach.targets.base import TargetBackend, check_backing
-from iscsiattach.targets.lio import build, configfs, converge
+from iscsiattach.targets.lio import build, configfs, converge, inspect
 from iscsiattach.targets.lio.converge import translated
 
 LOG = logging.getLogger(__name__)
@@ -59,25 +64,36 @@ class LioBackend(TargetBackend):
         self.write_back = write_back
         self._lock_path = lock_path
         self._lock_wait = lock_wait       # observer of seconds spent waiting (metrics)
-        self._thread_lock = threading.RLock()
+        self._thread_locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
         self._fabric: FabricModule | None = None
         self._dbroot = ""
 
     # -- plumbing -----------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self):
+    def _locked(self, volume_id: str | None = None):
+        """The LIO lock of ``volume_id``, or (None) the shared one."""
+        name = f"lio-volume-{volume_id}" if volume_id else "lio"
         asked = time.monotonic()
+        lock: contextlib.AbstractContextManager
         if self._lock_path:
-            lock = lockutils.lock("lio", lock_file_prefix="iscsiattach-",
+            lock = lockutils.lock(name, lock_file_prefix="iscsiattach-",
                                   external=True, lock_path=self._lock_path)
         else:
-            lock = self._thread_lock
+            with self._guard:
+                lock = self._thread_locks.setdefault(name, threading.RLock())
         with lock:
             if self._lock_wait:
                 self._lock_wait(time.monotonic() - asked)
             yield
 
     def _fm(self) -> FabricModule:
+        if self._fabric is None:
+            with self._locked():
+                return self._load_fabric()
+        return self._fabric
+
+    def _load_fabric(self) -> FabricModule:
         if self._fabric is None:
             if not configfs.is_dir(configfs.ROOT):
                 raise TargetUnavailable(
@@ -116,14 +132,21 @@ class LioBackend(TargetBackend):
 
     def _claim_storage_object(self, spec: ExportSpec) -> tuple[BackingKind, int]:
         """Make the storage object's folder in a free backstore slot (under
-        the LIO lock: slots are shared by all volumes)."""
+        the shared lock: slots are shared by all volumes)."""
         kind = spec.backing.kind
-        index = configfs.free_hba_slot(self.prefix, spec.volume_id, kind)
-        if index is None:
-            raise TargetError(f"no free backstore slot for volume {spec.volume_id}")
         self._fm()                      # LIO there, dbroot known
-        configfs.claim_storage_object(configfs.so_dir(kind, index, spec.name))
+        with self._locked():
+            index = configfs.free_hba_slot(self.prefix, spec.volume_id, kind)
+            if index is None:
+                raise TargetError(f"no free backstore slot for volume {spec.volume_id}")
+            configfs.claim_storage_object(configfs.so_dir(kind, index, spec.name))
         return kind, index
+
+    def _release_storage_object(self, so: str) -> None:
+        """Remove a storage object and its backstore folder (under the shared
+        lock: a claim probing that slot must not see it half gone)."""
+        with self._locked():
+            configfs.remove_storage_object(so)
 
     def _finish_storage_object(self, spec: ExportSpec, kind: BackingKind, index: int) -> None:
         b = spec.backing
@@ -150,12 +173,12 @@ class LioBackend(TargetBackend):
             kept = converge.unlink_lun0(tpg)
             # Our own delete: rtslib's StorageObject.delete() first searches
             # every LUN of every target for links to it. Our only LUN is gone.
-            configfs.remove_storage_object(so.path)
+            self._release_storage_object(so.path)
         return converge.so_at(*self._create_storage_object(spec), spec.name), kept
 
     # -- operations ---------------------------------------------------------
     def export(self, spec: ExportSpec) -> ExportInfo:
-        with self._locked(), translated(f"exporting volume {spec.volume_id}"):
+        with self._locked(spec.volume_id), translated(f"exporting volume {spec.volume_id}"):
             fresh = not configfs.is_dir(self._target_dir(spec.volume_id))
             try:
                 self._converge_export(spec)
@@ -185,33 +208,28 @@ class LioBackend(TargetBackend):
         a write). False, with nothing changed, if any of the volume's export
         is there; export()/authorize() converge it.
 
-        The LIO lock is held only while the storage object claims its
-        backstore slot, the one folder volumes share. Everything after that
-        is under folders of this volume alone, which the caller's volume lock
-        guards: builds of different volumes run side by side, one waiting in
-        the kernel while another writes (a restore is mostly such waits).
+        Builds of different volumes run side by side, one waiting in the
+        kernel while another writes (a restore is mostly such waits).
         """
         vid = spec.volume_id
         self._check_new_backing(spec.backing)
-        with translated(f"building the export of volume {vid}"):
-            with self._locked():
-                if configfs.is_dir(self._target_dir(vid)) or self._find_storage_object(vid):
-                    return False
-                kind, index = self._claim_storage_object(spec)
+        with self._locked(vid), translated(f"building the export of volume {vid}"):
+            if configfs.is_dir(self._target_dir(vid)) or self._find_storage_object(vid):
+                return False
+            kind, index = self._claim_storage_object(spec)
             try:
                 self._finish_storage_object(spec, kind, index)
                 failpoints.point("lio.restore.after_storage_object")
                 build.build_target(self.target_iqn(vid), spec.portals,
                                    configfs.so_dir(kind, index, spec.name), grants)
             except Exception:
-                with self._locked():
-                    self._remove(vid)       # leave nothing half-built behind
+                self._remove(vid)       # leave nothing half-built behind
                 raise
             return True
 
     def unexport(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
-        with self._locked(), translated(f"removing the export of volume {volume_id}"):
+        with self._locked(volume_id), translated(f"removing the export of volume {volume_id}"):
             return self._remove(volume_id)
 
     def _remove(self, volume_id: str) -> bool:
@@ -225,12 +243,13 @@ class LioBackend(TargetBackend):
             failpoints.point("lio.unexport.after_target")
         found = self._find_storage_object(volume_id)
         if found is not None:
-            configfs.remove_storage_object(configfs.so_dir(*found, volume_name(volume_id)))
+            self._release_storage_object(configfs.so_dir(*found, volume_name(volume_id)))
             removed = True
         return removed
 
     def authorize(self, volume_id: str, grant: Grant) -> None:
-        with self._locked(), translated(f"authorizing {grant.initiator} on volume {volume_id}"):
+        with self._locked(volume_id), \
+                translated(f"authorizing {grant.initiator} on volume {volume_id}"):
             tpg = self._lookup_tpg(volume_id)
             if tpg is None or not configfs.is_dir(configfs.lun0_dir(tpg.path)):
                 raise NotFound(f"volume {volume_id} is not exported")
@@ -244,7 +263,8 @@ class LioBackend(TargetBackend):
 
     def deauthorize(self, volume_id: str, initiator: str) -> bool:
         validate_iqn(initiator)
-        with self._locked(), translated(f"removing {initiator} from volume {volume_id}"):
+        with self._locked(volume_id), \
+                translated(f"removing {initiator} from volume {volume_id}"):
             tpg = self._lookup_tpg(volume_id)
             if tpg is None or not configfs.is_dir(configfs.acl_dir(tpg.path, initiator)):
                 return False
@@ -255,31 +275,22 @@ class LioBackend(TargetBackend):
 
     def exists(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
-        with self._locked(), translated(f"looking up volume {volume_id}"):
+        with self._locked(volume_id), translated(f"looking up volume {volume_id}"):
             return configfs.is_dir(self._target_dir(volume_id)) or \
                 self._find_storage_object(volume_id) is not None
 
     def list_exports(self) -> list[str]:
         """Volume ids with a target or a storage object of ours (walks; reconciler only)."""
+        self._fm()
+        # Under the shared lock: a backstore folder released mid-walk would
+        # fail the listing.
         with self._locked(), translated("listing exports"):
-            self._fm()
             return sorted(configfs.volume_ids(self.prefix))
 
     def inspect(self, volume_id: str) -> ExportState | None:
+        """Plain reads of this export's folders (inspect.py): the steady
+        reconcile pass calls this for every volume."""
         validate_volume_id(volume_id)
-        with self._locked(), translated(f"inspecting volume {volume_id}"):
-            if not configfs.is_dir(self._target_dir(volume_id)):
-                return None
-            iqn = self.target_iqn(volume_id)
-            tpg = self._lookup_tpg(volume_id)
-            if tpg is None:
-                return ExportState(volume_id, iqn, False, {}, None, frozenset(), None, None)
-            lun0 = converge.lun0_storage_object(tpg)
-            return ExportState(
-                volume_id=volume_id, target_iqn=iqn, tpg_enabled=tpg.enable,
-                tpg_attributes={a: tpg.get_attribute(a) for a in SECURE_TPG_ATTRIBUTES},
-                auth_method=tpg.get_parameter("AuthMethod"),
-                portals=frozenset(converge.portals(tpg)),
-                lun0_backing=converge.backing_of(lun0) if lun0 else None,
-                unit_serial=lun0.wwn if lun0 else None,
-                acls={acl.node_wwn: converge.acl_state(acl) for acl in tpg.node_acls})
+        with self._locked(volume_id), translated(f"inspecting volume {volume_id}"):
+            self._fm()
+            return inspect.export_state(volume_id, self.target_iqn(volume_id))

@@ -111,6 +111,18 @@ def has_children(path: str) -> bool:
     return any(entry.is_dir() for entry in os.scandir(path))
 
 
+def read(node: str, attr: str) -> str:
+    """An attribute of ``node``, stripped (as rtslib reads them)."""
+    with open(f"{node}/{attr}") as f:
+        return f.read().strip()
+
+
+def read_auth(acl: str, name: str) -> str:
+    """One of the ACL's CHAP values; configfs shows an unset one as "NULL"."""
+    value = read(acl, f"auth/{name}")
+    return "" if value == "NULL" else value
+
+
 def portal_names(tpg: str) -> list[str]:
     return os.listdir(f"{tpg}/np")
 

@@ -25,7 +25,6 @@ from rtslib_fb.utils import RTSLibError
 from iscsiattach.exception import InvalidInput, IscsiAttachError, TargetError
 from iscsiattach.model import (
     SECURE_TPG_ATTRIBUTES,
-    AclState,
     Backing,
     BackingKind,
     ChapCredentials,
@@ -35,7 +34,7 @@ from iscsiattach.model import (
 )
 from iscsiattach.secret import Secret
 from iscsiattach.targets.base import AUTH_METHOD
-from iscsiattach.targets.lio import configfs
+from iscsiattach.targets.lio import configfs, inspect
 
 LOG = logging.getLogger(__name__)
 
@@ -62,9 +61,8 @@ def so_at(kind: BackingKind, index: int, name: str):
 
 
 def backing_of(so) -> Backing:
-    if isinstance(so, FileIOStorageObject):
-        return Backing(BackingKind.FILE, so.udev_path, so.size)
-    return Backing(BackingKind.BLOCK, so.udev_path)
+    kind = BackingKind.FILE if isinstance(so, FileIOStorageObject) else BackingKind.BLOCK
+    return inspect.backing(kind, so.path)
 
 
 def storage_object_matches(so, spec: ExportSpec) -> bool:
@@ -93,18 +91,8 @@ def secure_tpg(tpg: TPG) -> None:
         tpg.set_parameter("AuthMethod", AUTH_METHOD)
 
 
-def portals(tpg: TPG) -> list[Portal]:
-    out = []
-    for name in configfs.portal_names(tpg.path):
-        try:
-            out.append(Portal.parse(name))
-        except InvalidInput:
-            LOG.warning("unparseable portal %s on %s", name, tpg.path)
-    return out
-
-
 def converge_portals(tpg: TPG, want: tuple[Portal, ...]) -> None:
-    have = set(portals(tpg))
+    have = set(inspect.portals(tpg.path))
     for portal in have - set(want):
         LOG.info("removing portal %s from %s", portal, tpg.parent_target.wwn)
         NetworkPortal(tpg, portal.address, portal.port, mode="lookup").delete()
@@ -177,16 +165,3 @@ def converge_mapping(acl: NodeACL, read_only: bool) -> None:
             current.write_protect = read_only
     else:
         MappedLUN(acl, 0, 0, write_protect=read_only)
-
-
-def acl_state(acl: NodeACL) -> AclState:
-    mapped = {lun: configfs.write_protected(folder)
-              for lun, folder in configfs.mapped_luns(acl.path).items()}
-    try:
-        chap = ChapCredentials(
-            acl.chap_userid, Secret(acl.chap_password),
-            acl.chap_mutual_userid or None,
-            Secret(acl.chap_mutual_password) if acl.chap_mutual_password else None)
-    except InvalidInput:
-        chap = None     # empty or unusable credentials: reported as drift
-    return AclState(acl.node_wwn, chap, mapped)
