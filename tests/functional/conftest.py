@@ -18,6 +18,7 @@ from iscsiattach.targets.lio import LioBackend
 from iscsiattach.targets.lio.configfs import CONFIGFS, hba_slots
 from iscsiattach.volumes.base import GIB
 from tests.contract.target_contract import Tamper
+from tests.functional.forkserver import ForkServer
 from tests.functional.iscsi import iscsiadm
 from tests.functional.logwindow import LogWindow, iscsid_log
 from tests.support import scratch
@@ -184,6 +185,18 @@ class LioTamper(Tamper):
 @pytest.fixture
 def tamper(backend):
     return LioTamper(backend)
+
+
+@pytest.fixture(scope="session")
+def fork_server():
+    """One fork server for the session's daemons (tests.functional.forkserver):
+    each start is a fresh fork of the same main(), without paying the
+    daemon's imports again (about 30 s a start in a TCG guest). The script
+    start is exercised by test_secrets_flow and test_dos here, and by the
+    package on a booted node (tools/node-vm)."""
+    server = ForkServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

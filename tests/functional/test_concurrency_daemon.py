@@ -17,12 +17,13 @@ OPS_PER_WORKER = 15
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory, scratch_fs):
+def ctx(tmp_path_factory, scratch_fs, fork_server):
     root = tmp_path_factory.mktemp("concurrency")
     volumes = scratch_fs / "concurrency-volumes"
     # The periodic reconciler runs during the load too: it must never undo
     # a request's work nor race one into an inconsistent state.
-    daemon = Daemon(root / "state", volumes, "[reconciler]\ninterval = 5\n")
+    daemon = Daemon(root / "state", volumes, "[reconciler]\ninterval = 5\n",
+                    forkserver=fork_server)
     daemon.start(timeout=600)
     outside = Outside(daemon.state, volumes)
     yield Ctx(daemon, outside)

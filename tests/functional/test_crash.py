@@ -8,20 +8,17 @@ import pytest
 from iscsiattach import failpoints
 from tests.functional.crash import SCENARIOS, Ctx, Outside, run_scenario
 from tests.functional.daemon import Daemon
-from tests.functional.forkserver import ForkServer
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory, scratch_fs):
+def ctx(tmp_path_factory, scratch_fs, fork_server):
     root = tmp_path_factory.mktemp("crash")
-    server = ForkServer()
     volumes = scratch_fs / "crash-volumes"
-    daemon = Daemon(root / "state", volumes, forkserver=server)
+    daemon = Daemon(root / "state", volumes, forkserver=fork_server)
     daemon.start(timeout=600)       # the first start waits for the fork server's imports
     outside = Outside(daemon.state, volumes)
     yield Ctx(daemon, outside)
     daemon.stop()
-    server.close()
     for vid in outside.lio.list_exports():      # our test prefix only
         outside.lio.unexport(vid)
 

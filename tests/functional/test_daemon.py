@@ -18,8 +18,8 @@ from tests.functional.iscsi import NO_PORTAL, NO_TARGET, Node, initiator_name, w
 
 
 @pytest.fixture
-def daemon(tmp_path, scratch_fs, backend):     # backend: cleans our prefix up after
-    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes")
+def daemon(tmp_path, scratch_fs, backend, fork_server):     # backend: cleans our prefix up
+    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes", forkserver=fork_server)
     d.start()
     yield d
     d.stop()

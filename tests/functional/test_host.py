@@ -28,8 +28,8 @@ BLOCK = 1 << 20
 
 
 @pytest.fixture
-def daemon(tmp_path, scratch_fs, backend):
-    d = Daemon(tmp_path / "state", scratch_fs / "host-volumes")
+def daemon(tmp_path, scratch_fs, backend, fork_server):
+    d = Daemon(tmp_path / "state", scratch_fs / "host-volumes", forkserver=fork_server)
     d.start(timeout=300)        # a loaded TCG guest can take minutes to import
     yield d
     d.stop()

@@ -11,9 +11,9 @@ from tests.functional.daemon import URL, Daemon, call
 
 
 @pytest.fixture
-def daemon(tmp_path, scratch_fs, backend):     # backend: cleans our prefix up after
+def daemon(tmp_path, scratch_fs, backend, fork_server):     # backend: cleans our prefix up
     d = Daemon(tmp_path / "state", scratch_fs / "openapi-volumes",
-               extra="[volumes]\nmax_size_gib = 1\n")
+               extra="[volumes]\nmax_size_gib = 1\n", forkserver=fork_server)
     d.start()
     yield d
     d.stop()
