@@ -114,6 +114,7 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
             scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
             scsi.device_name_by_hctl = wait_for_disk(scsi.device_name_by_hctl)
             scsi.echo_scsi_command = echo_scsi_command
+            scsi.is_multipath_running = multipath_running(scsi.is_multipath_running)
 
         def check_multipath(self, props):
             # Asks multipathd (a program run) only to warn that multipath
@@ -123,10 +124,19 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
 
         def _run_iscsiadm(self, props, command, **kwargs):
             # A bare `iscsiadm -m node -T -p` only asks whether the record
-            # exists (its output is unused): the record's file tells.
-            if command == () and node_records(props["target_iqn"], props["target_portal"]):
-                return "", ""
+            # exists (its output is unused): the record's file tells. A
+            # missing one is answered as iscsiadm answers it (exit 21, "No
+            # records found" on stderr) where the caller accepts exit 21.
+            if command == ():
+                if node_records(props["target_iqn"], props["target_portal"]):
+                    return "", ""
+                if NO_RECORDS in (kwargs.get("check_exit_code") or ()):
+                    return "", "iscsiadm: No records found\n"
             return super()._run_iscsiadm(props, command, **kwargs)
+
+        def _get_iscsi_nodes(self):
+            # Asked only whether a (portal, target) has a record: the files tell.
+            return RecordedNodes(super()._get_iscsi_nodes)
 
         def _get_iscsi_sessions_full(self):
             listed = iscsi_sessions()
@@ -146,6 +156,64 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
 
     return RecordSecretsConnector(root_helper="", use_multipath=multipath,
                                   device_scan_attempts=scan_attempts)
+
+
+NO_RECORDS = 21                 # iscsiadm's exit status for "No records found"
+
+
+class RecordedNodes:
+    """os-brick's list of (portal, target) node records, as it uses it (``in``),
+    answered from the record files; iterating asks iscsiadm as os-brick did."""
+
+    def __init__(self, listing: Callable[[], list]) -> None:
+        self._listing = listing
+
+    def __contains__(self, node: object) -> bool:
+        return isinstance(node, tuple) and len(node) == 2 and \
+            bool(node_records(node[1], node[0]))
+
+    def __iter__(self):
+        return iter(self._listing())
+
+
+# multipathd's control socket (abstract), listed while multipathd or
+# systemd's multipathd.socket listens on it.
+MULTIPATHD_SOCKET = "@/org/kernel/linux/storage/multipathd"
+UNIX_SOCKETS = "/proc/net/unix"
+
+
+def multipathd_listening(sockets: str | None = None) -> bool:
+    try:
+        with open(sockets or UNIX_SOCKETS) as f:
+            return any(line.rstrip().endswith(" " + MULTIPATHD_SOCKET) for line in f)
+    except OSError:
+        return True         # cannot tell: let os-brick ask multipathd
+
+
+def multipath_running(ask: Callable[..., bool]) -> Callable[..., bool]:
+    """os-brick's LinuxSCSI.is_multipath_running (``ask``: it runs `multipathd
+    show status`), asked only where multipathd listens: a detach asks it
+    for every device, multipath or not."""
+    def running(*args, **kwargs) -> bool:
+        return multipathd_listening() and ask(*args, **kwargs)
+    return running
+
+
+def with_target_lists(connection_info: dict[str, Any]) -> dict[str, Any]:
+    """The connection info with Cinder's plural keys (``target_portals``,
+    ``target_iqns``, ``target_luns``) where it has only the single ones:
+    os-brick then takes the targets from it, where a disconnect without
+    them first asks iscsiadm's discovery database (a program run that
+    finds nothing for a target logged in without discovery)."""
+    props = dict(connection_info)
+    if not all(k in props for k in PLURAL_KEYS) and \
+            all(k in props for k in ("target_portal", "target_iqn", "target_lun")):
+        props |= {"target_portals": [props["target_portal"]],
+                  "target_iqns": [props["target_iqn"]], "target_luns": [props["target_lun"]]}
+    return props
+
+
+PLURAL_KEYS = ("target_portals", "target_iqns", "target_luns")
 
 
 def echo_scsi_command(path: str, content: str) -> None:
@@ -194,7 +262,7 @@ def wait_for_disk(look: Callable[..., str | None], timeout: float = 1.0,
 
 def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:
     try:
-        device = _iscsi(multipath).connect_volume(dict(connection_info))
+        device = _iscsi(multipath).connect_volume(with_target_lists(connection_info))
     except Exception as exc:        # os-brick raises many types; one line for ours
         raise BrickError(f"os-brick could not connect: {_why(exc, connection_info)}") from None
     if not device or not device.get("path"):
@@ -205,8 +273,8 @@ def connect(connection_info: dict[str, Any], multipath: bool) -> dict[str, Any]:
 def disconnect(connection_info: dict[str, Any], device: dict[str, Any], multipath: bool,
                force: bool = False) -> None:
     try:
-        _iscsi(multipath).disconnect_volume(dict(connection_info), dict(device), force=force,
-                                            ignore_errors=force)
+        _iscsi(multipath).disconnect_volume(with_target_lists(connection_info), dict(device),
+                                            force=force, ignore_errors=force)
     except Exception as exc:
         raise BrickError(f"os-brick could not disconnect: {_why(exc, connection_info)}") from None
 

@@ -87,6 +87,7 @@ BRICK_METHODS = [
     ("ISCSIConnector.check_multipath", ["connection_properties"]),
     ("ISCSIConnector._run_iscsiadm", ["connection_properties", "iscsi_command", "kwargs"]),
     ("ISCSIConnector._get_iscsi_sessions_full", []),
+    ("ISCSIConnector._get_iscsi_nodes", []),
     ("ISCSIConnector._iscsiadm_update",
      ["connection_properties", "property_key", "property_value", "kwargs"]),
     ("LinuxSCSI.get_sysfs_wwn", ["device_names", "mpath"]),
@@ -171,6 +172,9 @@ BRICK_CALLS = [
     ("ISCSIConnector._connect_vol", "self._linuxscsi.device_name_by_hctl"),
     ("ISCSIConnector._connect_vol", "self._linuxscsi.scan_iscsi"),
     ("LinuxSCSI.scan_iscsi", "self.echo_scsi_command"),
+    ("ISCSIConnector._get_connection_devices", "self._get_iscsi_nodes"),
+    ("ISCSIConnector._get_ips_iqns_luns", "self._get_all_targets"),
+    ("LinuxSCSI.remove_connection", "self.is_multipath_running"),
 ]
 
 
@@ -188,8 +192,19 @@ def test_the_record_check_is_a_bare_iscsiadm_run(connectors):
     """brick.py answers `_run_iscsiadm(props, ())` from the record file."""
     iscsi, _ = connectors
     calls = _called(iscsi.ISCSIConnector._connect_to_iscsi_portal_unsafe, "self._run_iscsiadm")
-    assert any(len(c.args) > 1 and ast.unparse(c.args[1]) == "()" for c in calls), \
-        "seam os-brick _run_iscsiadm(props, ()): the record check is no longer a bare run"
+    bare = [c for c in calls if len(c.args) > 1 and ast.unparse(c.args[1]) == "()"]
+    assert bare, "seam os-brick _run_iscsiadm(props, ()): the record check is no longer a bare run"
+    # A missing record is answered as iscsiadm's exit 21, which the caller accepts.
+    accepts = [ast.unparse(k.value) for c in bare for k in c.keywords if k.arg == "check_exit_code"]
+    assert any("21" in a for a in accepts), \
+        f"seam os-brick _run_iscsiadm(props, ()): exit 21 no longer accepted ({accepts})"
+
+
+def test_is_multipath_running_is_asked_with_keywords(connectors):
+    """brick.multipath_running wraps it and passes whatever os-brick passes."""
+    _, linuxscsi = connectors
+    assert "root_helper" in _params(linuxscsi.LinuxSCSI.is_multipath_running), \
+        "seam os-brick LinuxSCSI.is_multipath_running: its parameters changed"
 
 
 def test_sessions_keep_the_shape_brick_py_gives_them(connectors):

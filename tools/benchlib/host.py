@@ -170,19 +170,23 @@ def brick_as_is() -> Iterator[None]:
     all-protocol get_connector_properties (six programs), os-brick's own
     looks for the WWN and the disk with their fixed 1 s sleeps after a miss,
     sysfs writes through `tee`, the scan/CHAP/startup settings, the record
-    check and the session lists through iscsiadm, multipathd always asked."""
+    check, the node and session lists and the discovery database through
+    iscsiadm, multipathd always asked."""
     from os_brick.initiator import connector
     from os_brick.initiator.connectors.iscsi import ISCSIConnector
+    from os_brick.initiator.linuxscsi import LinuxSCSI
     from oslo_concurrency import processutils
 
     from iscsiattach.host import brick
     names = ("connector_properties", "wait_for_udev", "wait_for_disk", "echo_scsi_command",
-             "RECORD_NODE_KEYS", "iscsi_sessions", "node_records", "_iscsi")
+             "RECORD_NODE_KEYS", "iscsi_sessions", "node_records", "_iscsi", "with_target_lists")
     real = {name: getattr(brick, name) for name in names}
 
     def iscsi(multipath, scan_attempts=5):
         conn = real["_iscsi"](multipath, scan_attempts)
-        conn.check_multipath = functools.partial(ISCSIConnector.check_multipath, conn)
+        for name in ("check_multipath", "_run_iscsiadm", "_get_iscsi_nodes"):
+            setattr(conn, name, functools.partial(getattr(ISCSIConnector, name), conn))
+        conn._linuxscsi.is_multipath_running = LinuxSCSI.is_multipath_running
         return conn
 
     def connector_properties(my_ip, multipath):
@@ -194,7 +198,8 @@ def brick_as_is() -> Iterator[None]:
     as_is = {"connector_properties": connector_properties, "echo_scsi_command": echo_scsi_command,
              "wait_for_udev": lambda look, **kw: look, "wait_for_disk": lambda look, **kw: look,
              "RECORD_NODE_KEYS": {}, "iscsi_sessions": lambda: None,
-             "node_records": lambda *args, **kwargs: [], "_iscsi": iscsi}
+             "node_records": lambda *args, **kwargs: [], "_iscsi": iscsi,
+             "with_target_lists": dict}
     for name, value in as_is.items():
         setattr(brick, name, value)
     try:
