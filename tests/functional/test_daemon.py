@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from iscsiattach.model import Portal
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import NO_PORTAL, NO_TARGET, Node, initiator_name, write_and_read_back
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -198,3 +200,47 @@ def test_host_attach_write_detach_attach_read_back(daemon, tmp_path):
     assert bytes(buf) == payload
     cli("detach", second["attachment_id"])
     cli("volume-delete", vid)
+
+
+@pytest.fixture
+def periodic_daemon(tmp_path, scratch_fs, backend, fork_server):
+    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes", "[reconciler]\ninterval = 2\n",
+               forkserver=fork_server)
+    d.start()
+    yield d
+    d.stop()
+
+
+PASS_RE = re.compile(r"reconcile: (\d+) volumes, (\d+) drift, (\d+) repaired")
+
+
+def test_an_acl_removed_behind_the_daemon_is_back_after_its_next_pass(periodic_daemon, backend):
+    """The steady pass (a store snapshot, plain configfs reads, a volume's
+    lock only where something looks wrong) still finds drift: the first
+    pass that runs after an ACL vanished puts it back, CHAP and all."""
+    d, tok = periodic_daemon, periodic_daemon.token
+    vid = call("POST", "/volumes", {"volume": {"size": 1}}, tok)[1]["volume"]["id"]
+    initiator = f"iqn.1994-05.com.example:drift-{uuid.uuid4().hex[:8]}"
+    connector = {"initiator": initiator, "ip": "127.0.0.1", "host": "drift",
+                 "platform": "x86_64", "os_type": "linux2", "multipath": False}
+    status, body = call("POST", "/attachments", {"attachment": {
+        "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()), "connector": connector}}, tok)
+    assert status == 200
+    att, info = body["attachment"]["id"], body["attachment"]["connection_info"]
+    assert initiator in backend.inspect(vid).acls
+    offset = d.log_path.stat().st_size
+    assert backend.deauthorize(vid, initiator)          # behind the daemon's back
+    assert initiator not in backend.inspect(vid).acls
+
+    def repairing_pass() -> bool:
+        with open(d.log_path) as f:
+            f.seek(offset)
+            found = [PASS_RE.search(line) for line in f]
+        return any(m and int(m.group(2)) >= 1 and int(m.group(3)) >= 1 for m in found)
+    assert wait_for(repairing_pass, 120, 0.5), "no pass after the removal repaired it"
+    acl = backend.inspect(vid).acls.get(initiator)
+    assert acl is not None and acl.chap is not None and acl.mapped_luns == {0: False}
+    assert (acl.chap.userid, acl.chap.password.reveal()) == \
+        (info["auth_username"], info["auth_password"])
+    assert call("DELETE", f"/attachments/{att}", token=tok)[0] == 200
+    assert call("DELETE", f"/volumes/{vid}", token=tok)[0] == 202
