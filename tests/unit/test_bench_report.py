@@ -38,6 +38,8 @@ def test_a_failed_fio_run_is_reported_not_averaged_away(monkeypatch):
     got = datapath.interleaved({"a": "/dev/a"}, 2, 1, "1M")
     assert got["a"][datapath.ORDER[0]]["error"] == "no device"
     assert "iops" not in got["a"][datapath.ORDER[0]]
+    view = View({"meta": {}, "sections": {"datapath": got}}, Path("x.json"))
+    assert [(s, k) for s, k, _ in view.marked("error")] == [("datapath", "a")]
 
 
 def test_the_floor_writes_every_record_setting_ours_writes():

@@ -55,8 +55,14 @@ def interleaved(targets: dict[str, str], rounds: int, runtime: int,
         for job in ORDER:
             for name in turn:
                 runs[name][job].append(fio(targets[name], job, runtime, size))
-    return {name: {job: _median(got) for job, got in jobs.items()}
-            for name, jobs in runs.items()}
+    out: dict[str, dict[str, Any]] = {
+        name: {job: _median(got) for job, got in jobs.items()} for name, jobs in runs.items()}
+    for figures in out.values():
+        # A failed job marks its target: tools/bench --check and the report see it.
+        failed = [f"{job}: {f['error']}" for job, f in figures.items() if "error" in f]
+        if failed:
+            figures["error"] = "; ".join(failed)[:300]
+    return out
 
 
 def _median(got: list[dict[str, Any]]) -> dict[str, Any]:
