@@ -111,12 +111,7 @@ class Run:
         return out
 
     def _restore_ours(self, n: int) -> dict[str, Any]:
-        state = WORK / f"restore-{n}" / "state"
-        ours.prepare_state(self.prepop / f"state-{n}", state)
-        populate.make_volume_files(state)
-        logs = self.res.path.parent / f"logs-{self.p.name}"
-        logs.mkdir(exist_ok=True)
-        daemon = ours.Daemon(state, self.mnt / "ours", logs / f"restore-{n}.log")
+        daemon, _, _ = self._fresh_daemon(n, "restore")
         try:
             ready = daemon.start()
         finally:
@@ -129,16 +124,22 @@ class Run:
     # -- a stage -------------------------------------------------------------
     def start_stage(self, n: int) -> dict[str, Any]:
         removed = cleanup((PREFIX_OURS,), ("volume-",), scan_core=False)
-        state = WORK / f"stage-{n}" / "state"
-        info = ours.prepare_state(self.prepop / f"state-{n}", state)
-        made = populate.make_volume_files(state)
+        self.daemon, info, made = self._fresh_daemon(n, "stage")
         self.spares = info["spares"]
-        logs = self.res.path.parent / f"logs-{self.p.name}"
-        logs.mkdir(exist_ok=True)
-        self.daemon = ours.Daemon(state, self.mnt / "ours", logs / f"daemon-{n}.log")
         ready = self.daemon.start()
         return {"n": n, "ready_s": round(ready, 2), "reconcile": self.daemon.last_reconcile(),
                 "volume_files": made, "ours_removed_before": removed}
+
+    def _fresh_daemon(self, n: int, what: str) -> tuple[ours.Daemon, dict[str, Any], int]:
+        """A daemon (not started) on a private copy of the prepared store of
+        N exports, its volume files made; the store's facts; files made."""
+        state = WORK / f"{what}-{n}" / "state"
+        info = ours.prepare_state(self.prepop / f"state-{n}", state)
+        made = populate.make_volume_files(state)
+        logs = self.res.path.parent / f"logs-{self.p.name}"
+        logs.mkdir(exist_ok=True)
+        name = f"daemon-{n}.log" if what == "stage" else f"{what}-{n}.log"
+        return ours.Daemon(state, self.mnt / "ours", logs / name), info, made
 
     def restart(self) -> dict[str, Any]:
         self.daemon.stop()
