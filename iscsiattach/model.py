@@ -29,6 +29,8 @@ MAX_NAME_LEN = 223  # RFC 3720: an iSCSI name is at most 223 bytes
 # CHAP names and secrets are written to configfs (max 255) and to open-iscsi's
 # node records; printable ASCII without blanks or quotes survives both.
 _CHAP_CHARS = re.compile(r"[A-Za-z0-9!#$%&()*+,./:;<=>?@\[\]^_{|}~-]+")
+# C0 controls and DEL: never in a path the kernel is handed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CHAP_SECRET_MIN = 12  # RFC 3720 8.2.1: at least 96 bits
 CHAP_MAX = 255
 # The kernel's NAA designator for a LUN: IEEE company id 0x001405 followed
@@ -161,7 +163,7 @@ class Backing:
         # the kernel silently cuts a file name at 255 bytes.
         if not isinstance(self.path, str) or not self.path.startswith("/") \
                 or "," in self.path or "/../" in self.path + "/" \
-                or any(ord(c) < 32 or ord(c) == 127 for c in self.path) \
+                or _CONTROL.search(self.path) \
                 or len(self.path.encode()) > MAX_BACKING_PATH:
             raise InvalidInput(f"invalid backing path {self.path!r}: expected an absolute "
                                f"path of at most {MAX_BACKING_PATH} bytes without ',', "

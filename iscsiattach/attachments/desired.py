@@ -92,13 +92,16 @@ class Converger:
             return Desired(None, [])
         return Desired(ExportSpec(volume.id, self.backing(volume), self.portals), grants)
 
-    def drift(self, volume: Volume, attachments: list[Attachment] | None = None) -> list[Drift]:
+    def drift(self, volume: Volume, attachments: list[Attachment] | None = None,
+              *, peek: bool = False) -> list[Drift]:
+        """How LIO differs from what the store wants (``peek``: LIO read
+        without the volume's lock, for a look that a locked one confirms)."""
         want = self.desired(volume, attachments)
         if want.spec is None:
             if not self.target.exists(volume.id):
                 return []
             return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
-        return self.target.drift(want.spec, want.grants)
+        return self.target.drift(want.spec, want.grants, peek=peek)
 
     def restore(self, volume: Volume, attachments: list[Attachment]) -> bool:
         """Export a volume of which LIO holds nothing (a restore after a

@@ -149,7 +149,7 @@ class Reconciler:
         if vol.status in st.ATTACHABLE and \
                 vol.status != st.volume_status_for(a.status for a in atts):
             return True
-        return bool(self.converger.drift(vol, atts))
+        return bool(self.converger.drift(vol, atts, peek=True))
 
     def _check_volume(self, vol: Volume, restoring: bool,
                       rows: dict[str, list[Attachment]] | None) -> Report:

@@ -103,9 +103,19 @@ class TargetBackend(abc.ABC):
     def inspect(self, volume_id: str) -> ExportState | None:
         """What exists for one volume, or None when it has no target."""
 
-    def drift(self, spec: ExportSpec, grants: list[Grant]) -> list[Drift]:
-        """Everything that differs from the desired export and grants."""
-        return compute_drift(spec, grants, self.inspect(spec.volume_id))
+    def peek(self, volume_id: str) -> ExportState | None:
+        """inspect() without the volume's lock: may see an operation half
+        done, so only for a look whose findings are confirmed under the lock
+        (the reconciler's steady pass). A backend whose reads are cheap
+        next to its lock overrides it."""
+        return self.inspect(volume_id)
+
+    def drift(self, spec: ExportSpec, grants: list[Grant], *,
+              peek: bool = False) -> list[Drift]:
+        """Everything that differs from the desired export and grants
+        (``peek``: read without the volume's lock, see peek())."""
+        found = self.peek(spec.volume_id) if peek else self.inspect(spec.volume_id)
+        return compute_drift(spec, grants, found)
 
 
 def compute_drift(spec: ExportSpec, grants: list[Grant],

@@ -3,6 +3,7 @@ laid out (and worded) as LIO 6.1 writes it; the kernel side is checked by
 tests/functional/test_lio_contract.py through the same backend."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def tree(tmp_path, monkeypatch):
     _write(tpg / "param" / "AuthMethod", "CHAP\n")
     (tpg / "np" / "127.0.0.1:3260").mkdir(parents=True)
     (tpg / "lun" / "lun_0").mkdir(parents=True)
-    (tpg / "lun" / "lun_0" / "0a1b2c3d4e").symlink_to(so)
+    # LIO's link text is relative (../../../../../../target/core/...).
+    lun0 = tpg / "lun" / "lun_0"
+    (lun0 / "0a1b2c3d4e").symlink_to(os.path.relpath(so, lun0))
     acl = tpg / "acls" / INITIATOR
     _write(acl / "lun_0" / "write_protect", "0\n")
     for name, value in (("userid", "user1"), ("password", "s3cret-value-1"),
@@ -93,3 +96,27 @@ def test_a_disabled_tpg_and_an_unlinked_lun(tree):
     (tpg / "lun" / "lun_0" / "0a1b2c3d4e").unlink()
     state = inspect.export_state("x", IQN)
     assert not state.tpg_enabled and state.lun0_backing is None and state.unit_serial is None
+
+
+def test_an_absolute_link_names_the_same_storage_object(tree):
+    lun0 = tree / "iscsi" / IQN / "tpgt_1" / "lun" / "lun_0"
+    link = lun0 / "0a1b2c3d4e"
+    target = (lun0 / os.readlink(link)).resolve()
+    link.unlink()
+    link.symlink_to(target)
+    assert configfs.lun_storage_object(str(lun0)) == \
+        (BackingKind.FILE, configfs.HBA_BASE + 3, "volume-x")
+
+
+def test_a_link_outside_any_backstore_is_no_storage_object(tree):
+    lun0 = tree / "iscsi" / IQN / "tpgt_1" / "lun" / "lun_0"
+    (lun0 / "0a1b2c3d4e").unlink()
+    (lun0 / "0a1b2c3d4e").symlink_to("elsewhere")
+    assert configfs.lun_storage_object(str(lun0)) is None
+
+
+def test_a_read_is_the_whole_value_stripped(tree):
+    so = tree / "core" / f"fileio_{configfs.HBA_BASE + 3}" / "volume-x"
+    assert configfs.read(str(so), "info") == FILEIO_INFO.strip()
+    with pytest.raises(FileNotFoundError):
+        configfs.read(str(so), "no-such-attribute")

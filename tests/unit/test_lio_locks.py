@@ -47,3 +47,27 @@ def test_waits_are_reported(tmp_path):
     with backend._locked("vol-a"):
         pass
     assert len(waited) == 1 and waited[0] >= 0
+
+
+def test_a_peek_does_not_wait_for_the_volume_lock(tmp_path, monkeypatch):
+    """The steady reconcile pass peeks without the lock; inspect() waits."""
+    from iscsiattach.targets.lio import configfs, inspect
+    monkeypatch.setattr(configfs, "ROOT", str(tmp_path))       # "LIO is there"
+    monkeypatch.setattr(LioBackend, "_load_fabric", lambda self: None)
+    seen: list[str] = []
+    monkeypatch.setattr(inspect, "export_state", lambda vid, iqn: seen.append(vid))
+    backend = LioBackend(lock_path=str(tmp_path))
+    vid = "0e4c5a7e-0000-4000-8000-000000000001"
+    done = threading.Event()
+
+    def inspect_it() -> None:
+        backend.inspect(vid)
+        done.set()
+    with backend._locked(vid):
+        backend.peek(vid)
+        assert seen == [vid]
+        t = threading.Thread(target=inspect_it)
+        t.start()
+        assert not done.wait(0.5)       # inspect() waits for the holder
+    t.join(5)
+    assert done.is_set() and seen == [vid, vid]

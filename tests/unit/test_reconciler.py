@@ -334,6 +334,24 @@ def test_a_quiet_pass_takes_no_volume_lock(services, monkeypatch):
     assert taken == []
 
 
+def test_a_quiet_pass_peeks_at_lio_without_its_lock(services, fake_target, monkeypatch):
+    """The target backend's lock is skipped too (peek, not inspect): a
+    difference seen is looked at again under both locks."""
+    vols = [_two_attached(services)[0] for _ in range(2)]
+    calls: list[str] = []
+    real = fake_target.inspect
+    for name in ("peek", "inspect"):
+        monkeypatch.setattr(fake_target, name,
+                            lambda vid, _n=name: calls.append(_n) or real(vid))
+    services.reconciler.run()
+    assert calls == ["peek"] * len(vols)
+    fake_target.targets[fake_target.target_iqn(vols[0].id)].acls.pop(A)
+    calls.clear()
+    report = services.reconciler.run()
+    assert report.volumes_repaired == 1
+    assert calls[:2] == ["peek", "inspect"]     # seen, then confirmed under the lock
+
+
 def test_only_the_volume_that_looks_wrong_is_locked_and_repaired(services, fake_target,
                                                                  monkeypatch):
     vols = [_two_attached(services)[0] for _ in range(3)]

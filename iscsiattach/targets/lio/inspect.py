@@ -50,8 +50,10 @@ def export_state(volume_id: str, iqn: str) -> ExportState | None:
 
 
 def _enabled(tpg: str) -> bool:
-    # A fabric whose TPGs have no enable file has them always enabled.
-    return not os.path.isfile(f"{tpg}/enable") or configfs.read(tpg, "enable") == "1"
+    try:
+        return configfs.read(tpg, "enable") == "1"
+    except FileNotFoundError:
+        return True     # a fabric whose TPGs have no enable file has them always on
 
 
 def portals(tpg: str) -> list[Portal]:
