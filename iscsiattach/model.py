@@ -29,6 +29,7 @@ MAX_NAME_LEN = 223  # RFC 3720: an iSCSI name is at most 223 bytes
 # CHAP names and secrets are written to configfs (max 255) and to open-iscsi's
 # node records; printable ASCII without blanks or quotes survives both.
 _CHAP_CHARS = re.compile(r"[A-Za-z0-9!#$%&()*+,./:;<=>?@\[\]^_{|}~-]+")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # C0 controls and DEL: never in a path the kernel is handed.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CHAP_SECRET_MIN = 12  # RFC 3720 8.2.1: at least 96 bits
@@ -57,6 +58,8 @@ def validate_prefix(prefix: str) -> str:
 
 
 def validate_volume_id(volume_id: str) -> str:
+    if isinstance(volume_id, str) and _CANONICAL_UUID.fullmatch(volume_id):
+        return volume_id        # the usual case, without building a UUID
     try:
         canonical = str(uuid.UUID(str(volume_id)))
     except ValueError:
@@ -299,3 +302,25 @@ class ExportState:
     lun0_backing: Backing | None
     unit_serial: str | None
     acls: dict[str, AclState] = field(default_factory=dict)
+
+
+# The TPG attributes that alone open an export to anyone: without
+# authentication, or with ACLs generated for every initiator (demo mode).
+ACCESS_TPG_ATTRIBUTES = ("authentication", "generate_node_acls")
+
+
+@dataclass(frozen=True)
+class ExportOutline:
+    """What decides who reaches an export, in a few reads: the reconciler
+    compares this on every pass, and the whole ExportState on a volume's
+    turn (CHAP values, backing, serial, portals, mapping flags)."""
+    tpg_enabled: bool
+    access_attributes: dict[str, str]
+    acls: frozenset[str]              # initiators with an ACL
+    lun0: bool
+
+    @classmethod
+    def of(cls, state: ExportState) -> ExportOutline:
+        return cls(state.tpg_enabled,
+                   {a: v for a, v in state.tpg_attributes.items() if a in ACCESS_TPG_ATTRIBUTES},
+                   frozenset(state.acls), state.lun0_backing is not None)

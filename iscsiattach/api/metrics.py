@@ -36,6 +36,9 @@ class Metrics:
                                        "Differences the reconciler found", registry=r)
         self.reconcile_errors = Counter("iscsiattach_reconcile_errors",
                                         "Volumes the reconciler could not repair", registry=r)
+        self.reconcile_cpu = Counter("iscsiattach_reconcile_cpu_seconds",
+                                     "CPU time of the reconciler's runs (its rate is the "
+                                     "share of a CPU the reconciler takes)", registry=r)
         self.last_reconcile = Gauge("iscsiattach_reconcile_last_timestamp_seconds",
                                     "When the last reconcile finished", registry=r)
         self.lio_lock_wait = Histogram("iscsiattach_lio_lock_wait_seconds",
@@ -59,6 +62,7 @@ class Metrics:
             self.reconcile_repairs.inc(report.changed)
             self.reconcile_drift.inc(report.drift_found)
             self.reconcile_errors.inc(len(report.errors))
+            self.reconcile_cpu.inc(report.cpu_seconds)
             self.last_reconcile.set_to_current_time()
             self.last_report = report
             self.last_report_at = dt.datetime.now(dt.UTC)
@@ -72,6 +76,8 @@ class Metrics:
             "ready": self.ready,
             "last_reconcile": None if report is None or at is None else {
                 "at": at.isoformat(), "seconds": round(report.seconds, 3),
+                "cpu_seconds": round(report.cpu_seconds, 3),
+                "fully_compared": report.fully_compared,
                 "volumes_checked": report.volumes_checked, "drift_found": report.drift_found,
                 "repairs": report.changed, "errors": len(report.errors)},
             "counts": counts(self.store),

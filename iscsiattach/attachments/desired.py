@@ -93,15 +93,26 @@ class Converger:
         return Desired(ExportSpec(volume.id, self.backing(volume), self.portals), grants)
 
     def drift(self, volume: Volume, attachments: list[Attachment] | None = None,
-              *, peek: bool = False) -> list[Drift]:
-        """How LIO differs from what the store wants (``peek``: LIO read
-        without the volume's lock, for a look that a locked one confirms)."""
-        want = self.desired(volume, attachments)
+              *, peek: bool = False, outline: bool = False) -> list[Drift]:
+        """How LIO differs from what the store wants. ``peek``: LIO read
+        without the volume's lock, for a look that a locked one confirms;
+        ``outline``: only what decides access (targets.ExportOutline)."""
+        rows = self.store.attachments(volume.id) if attachments is None else attachments
+        if outline:
+            initiators = {a.initiator for a in connected(rows) if a.initiator}
+            if initiators:
+                return self.target.outline_drift(volume.id, initiators)
+            return self._export_extra(volume, peek)
+        want = self.desired(volume, rows)
         if want.spec is None:
-            if not self.target.exists(volume.id):
-                return []
-            return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
+            return self._export_extra(volume, peek)
         return self.target.drift(want.spec, want.grants, peek=peek)
+
+    def _export_extra(self, volume: Volume, peek: bool) -> list[Drift]:
+        there = self.target.peek_exists if peek else self.target.exists
+        if not there(volume.id):
+            return []
+        return [Drift(volume.id, "export-extra", "exported with no connected attachment")]
 
     def restore(self, volume: Volume, attachments: list[Attachment]) -> bool:
         """Export a volume of which LIO holds nothing (a restore after a

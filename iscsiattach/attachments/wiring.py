@@ -39,10 +39,12 @@ def lock_dir(state_path: str) -> str:
 
 def wire_services(state_path: str, target: TargetBackend, volume_backend: VolumeBackend,
                   portals: tuple[Portal, ...], max_size_gib: int = 16384,
-                  restore_workers: int = RESTORE_WORKERS, upgrade: bool = True) -> Services:
+                  restore_workers: int = RESTORE_WORKERS, upgrade: bool = True,
+                  full_every: int = 1) -> Services:
     """The services over the store in ``state_path``, each handed what it
     uses. ``upgrade`` False skips the migration run, for a database known to
-    be at head already (tests that copy one: the run costs more than the rest)."""
+    be at head already (tests that copy one: the run costs more than the rest).
+    ``full_every``: reconcile runs over which each volume is compared in full."""
     Path(state_path).mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_path, 0o700)
     store = Store(os.path.join(state_path, DB_NAME))
@@ -54,6 +56,6 @@ def wire_services(state_path: str, target: TargetBackend, volume_backend: Volume
                                    max_size_gib)
     attachment_service = AttachmentService(store, locks, converger)
     reconciler = Reconciler(store, locks, converger, target, volume_backend, volume_service,
-                            restore_workers)
+                            restore_workers, full_every)
     return Services(store, locks, target, volume_backend, converger, volume_service,
                     attachment_service, reconciler)

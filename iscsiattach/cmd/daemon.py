@@ -23,7 +23,7 @@ from iscsiattach.api.logsafe import SafeFormatter
 from iscsiattach.api.metrics import Metrics
 from iscsiattach.api.routes import build_app
 from iscsiattach.api.server import ApiServer, make_server
-from iscsiattach.attachments.reconciler import run_periodically
+from iscsiattach.attachments.reconciler import full_check_share, run_periodically
 from iscsiattach.attachments.wiring import Services, lock_dir, wire_services
 from iscsiattach.cmd import systemd
 from iscsiattach.exception import EXIT_FAILURE, InvalidInput, IscsiAttachError, exit_code
@@ -58,7 +58,9 @@ def services_from_conf(config: cfg.ConfigOpts, lock_wait=None) -> Services:
     lio = LioBackend(prefix=config.lio.target_prefix, write_back=config.lio.fileio_write_back,
                      lock_path=lock_dir(state), lock_wait=lock_wait)
     return wire_services(state, lio, backend_from_conf(config), portals_from_conf(config),
-                         config.volumes.max_size_gib, config.reconciler.restore_workers)
+                         config.volumes.max_size_gib, config.reconciler.restore_workers,
+                         full_every=full_check_share(config.reconciler.interval,
+                                                     config.reconciler.full_check_interval))
 
 
 def auth_from_conf(config: cfg.ConfigOpts) -> Auth:

@@ -87,6 +87,13 @@ class _Table:
         # Cached: asked for on every row read, and dataclasses.fields() is slow.
         return tuple(f.name for f in fields(self.row))
 
+    @functools.cached_property
+    def converters(self) -> tuple[Callable[[Any], Any] | None, ...]:
+        """Per column, what turns a stored value back into ours (None: as
+        stored). Found once per table: a pass over every row of a large
+        store pays a lookup per column otherwise."""
+        return tuple(_CONVERTERS.get(c) for c in self.columns)
+
 
 VOLUMES = _Table("volumes", Volume, {"name": "", "multiattach": False})
 ATTACHMENTS = _Table("attachments", Attachment, {"attach_mode": "rw"})
@@ -105,22 +112,17 @@ def _to_db(column: str, value: Any) -> Any:
     return value
 
 
-def _from_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in _DATETIMES:
-        return dt.datetime.fromisoformat(value)
-    if column == "multiattach":
-        return bool(value)
-    if column == "connector":
-        return json.loads(value) if value else None
-    if column == "chap_secret":
-        return Secret(value) if value else None
-    return value
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_DATETIMES, dt.datetime.fromisoformat),
+    "multiattach": bool,
+    "connector": lambda value: json.loads(value) if value else None,
+    "chap_secret": lambda value: Secret(value) if value else None,
+}
 
 
 def _row(table: _Table, row: tuple) -> Any:
-    return table.row(*(_from_db(c, v) for c, v in zip(table.columns, row, strict=True)))
+    return table.row(*[v if conv is None or v is None else conv(v)
+                       for conv, v in zip(table.converters, row, strict=True)])
 
 
 def _assignments(table: _Table, values: dict[str, Any]) -> tuple[list[str], list[Any]]:

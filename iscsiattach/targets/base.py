@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 from iscsiattach.exception import InvalidInput
 from iscsiattach.model import (
+    ACCESS_TPG_ATTRIBUTES,
     SECURE_TPG_ATTRIBUTES,
     Backing,
     BackingKind,
     ExportInfo,
+    ExportOutline,
     ExportSpec,
     ExportState,
     Grant,
@@ -95,9 +97,15 @@ class TargetBackend(abc.ABC):
     def exists(self, volume_id: str) -> bool:
         """True if anything of this volume's export (target or storage object) is there."""
 
+    def peek_exists(self, volume_id: str) -> bool:
+        """exists() without the volume's lock (see peek())."""
+        return self.exists(volume_id)
+
     @abc.abstractmethod
-    def list_exports(self) -> list[str]:
-        """Volume ids of every target under our prefix, sorted."""
+    def list_exports(self, backstores: bool = True) -> list[str]:
+        """Volume ids with a target or (``backstores``) a storage object
+        under our prefix, sorted. Without backstores only targets are
+        listed: a backend may have to walk far more to find the others."""
 
     @abc.abstractmethod
     def inspect(self, volume_id: str) -> ExportState | None:
@@ -109,6 +117,17 @@ class TargetBackend(abc.ABC):
         (the reconciler's steady pass). A backend whose reads are cheap
         next to its lock overrides it."""
         return self.inspect(volume_id)
+
+    def outline(self, volume_id: str) -> ExportOutline | None:
+        """peek() reduced to what decides access; None when there is no
+        target. A backend whose full read is costly reads less."""
+        state = self.peek(volume_id)
+        return ExportOutline.of(state) if state else None
+
+    def outline_drift(self, volume_id: str, initiators: set[str]) -> list[Drift]:
+        """What differs in the outline (read without the lock, as peek())
+        from an export granted to exactly ``initiators``."""
+        return compute_outline_drift(volume_id, initiators, self.outline(volume_id))
 
     def drift(self, spec: ExportSpec, grants: list[Grant], *,
               peek: bool = False) -> list[Drift]:
@@ -149,6 +168,24 @@ def compute_drift(spec: ExportSpec, grants: list[Grant],
         out.append(Drift(vid, "unit-serial",
                          f"serial is {found.unit_serial}, want {unit_serial(vid)}"))
     out.extend(_acl_drift(vid, grants, found))
+    return out
+
+
+def compute_outline_drift(vid: str, initiators: set[str],
+                          found: ExportOutline | None) -> list[Drift]:
+    if found is None:
+        return [Drift(vid, "target-missing", "no target for this volume")]
+    out = [Drift(vid, "tpg-attribute", f"{name} is {found.access_attributes.get(name)}, "
+                 f"want {SECURE_TPG_ATTRIBUTES[name]}")
+           for name in ACCESS_TPG_ATTRIBUTES
+           if found.access_attributes.get(name) != SECURE_TPG_ATTRIBUTES[name]]
+    if not found.tpg_enabled:
+        out.append(Drift(vid, "tpg-disabled", "TPG 1 is not enabled"))
+    if not found.lun0:
+        out.append(Drift(vid, "lun-missing", "LUN 0 is missing"))
+    out.extend(Drift(vid, "acl-missing", "no ACL", i) for i in sorted(initiators - found.acls))
+    out.extend(Drift(vid, "acl-extra", "ACL not granted", i)
+               for i in sorted(found.acls - initiators))
     return out
 
 

@@ -122,11 +122,12 @@ class FakeBackend(TargetBackend):
             return self.target_iqn(volume_id) in self.targets or \
                 volume_name(volume_id) in self.storage_objects
 
-    def list_exports(self) -> list[str]:
+    def list_exports(self, backstores: bool = True) -> list[str]:
         """As LIO: volumes with a target or a storage object of ours."""
         with self._lock:
             names = [iqn[len(self.prefix):] for iqn in self.targets
-                     if iqn.startswith(self.prefix)] + list(self.storage_objects)
+                     if iqn.startswith(self.prefix)]
+            names += list(self.storage_objects) if backstores else []
             return sorted({m.group(1) for m in map(VOLUME_RE.match, names) if m})
 
     def inspect(self, volume_id: str) -> ExportState | None:

@@ -17,6 +17,7 @@ from iscsiattach.model import (
     Backing,
     BackingKind,
     ChapCredentials,
+    ExportOutline,
     ExportSpec,
     Grant,
     Portal,
@@ -94,6 +95,8 @@ class TargetContract:
         tamper.remove_target_only(exported.volume_id)
         assert backend.inspect(exported.volume_id) is None
         assert exported.volume_id in backend.list_exports()     # an orphan of ours
+        assert exported.volume_id not in backend.list_exports(backstores=False)
+        assert backend.peek_exists(exported.volume_id)
         assert backend.exists(exported.volume_id)
         assert backend.unexport(exported.volume_id) is True
         assert not backend.exists(exported.volume_id)
@@ -155,6 +158,32 @@ class TargetContract:
 
     def test_drift_of_missing_target(self, backend, spec):
         assert [d.kind for d in backend.drift(spec, [])] == ["target-missing"]
+
+    # -- the outline (what the steady reconcile pass reads of every export) ---
+    def test_an_outline_agrees_with_the_full_read(self, backend, exported):
+        backend.authorize(exported.volume_id, Grant(INITIATOR, chap()))
+        outline = backend.outline(exported.volume_id)
+        assert outline == ExportOutline.of(backend.inspect(exported.volume_id))
+        assert outline.acls == {INITIATOR} and outline.lun0 and outline.tpg_enabled
+        assert backend.outline_drift(exported.volume_id, {INITIATOR}) == []
+        assert [(d.kind, d.initiator) for d in backend.outline_drift(
+            exported.volume_id, {INITIATOR, OTHER})] == [("acl-missing", OTHER)]
+        assert [(d.kind, d.initiator) for d in backend.outline_drift(
+            exported.volume_id, set())] == [("acl-extra", INITIATOR)]
+
+    def test_an_outline_sees_access_opened_or_closed(self, backend, tamper, exported):
+        tamper.set_tpg_attribute(exported.volume_id, "generate_node_acls", "1")
+        tamper.disable_tpg(exported.volume_id)
+        tamper.remove_lun0(exported.volume_id)
+        kinds = sorted(d.kind for d in backend.outline_drift(exported.volume_id, set()))
+        assert kinds == ["lun-missing", "tpg-attribute", "tpg-disabled"]
+        backend.export(exported)
+        assert backend.outline_drift(exported.volume_id, set()) == []
+
+    def test_an_outline_of_a_missing_target(self, backend, spec):
+        assert backend.outline(spec.volume_id) is None
+        assert [d.kind for d in backend.outline_drift(spec.volume_id, set())] == \
+            ["target-missing"]
 
     # -- authorize ------------------------------------------------------------
     def test_authorize_creates_acl_with_chap(self, backend, exported):

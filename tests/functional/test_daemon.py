@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from iscsiattach.model import Portal
+from iscsiattach.targets.lio import configfs
 from tests.functional.conftest import PREFIX
 from tests.functional.daemon import URL, Daemon, call
 from tests.functional.iscsi import NO_PORTAL, NO_TARGET, Node, initiator_name, write_and_read_back
@@ -204,20 +205,30 @@ def test_host_attach_write_detach_attach_read_back(daemon, tmp_path):
 
 @pytest.fixture
 def periodic_daemon(tmp_path, scratch_fs, backend, fork_server):
-    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes", "[reconciler]\ninterval = 2\n",
+    # Full comparisons so rare that each run checks the outline only.
+    d = Daemon(tmp_path / "state", scratch_fs / "daemon-volumes",
+               "[reconciler]\ninterval = 2\nfull_check_interval = 100000000\n",
                forkserver=fork_server)
     d.start()
     yield d
     d.stop()
 
 
-PASS_RE = re.compile(r"reconcile: (\d+) volumes, (\d+) drift, (\d+) repaired")
+PASS_RE = re.compile(r"reconcile: (\d+) volumes, (\d+) drift, (\d+) repaired.* "
+                     r"(\d+) compared in full")
+
+
+def _passes_since(d, offset: int) -> list[re.Match]:
+    with open(d.log_path) as f:
+        f.seek(offset)
+        return [m for m in map(PASS_RE.search, f) if m]
 
 
 def test_an_acl_removed_behind_the_daemon_is_back_after_its_next_pass(periodic_daemon, backend):
-    """The steady pass (a store snapshot, plain configfs reads, a volume's
-    lock only where something looks wrong) still finds drift: the first
-    pass that runs after an ACL vanished puts it back, CHAP and all."""
+    """The steady pass (a store snapshot, a few configfs reads of what
+    decides access, a volume's lock only where something looks wrong)
+    still finds drift: the first pass that runs after an ACL vanished and
+    the TPG was opened to every initiator puts both back, CHAP and all."""
     d, tok = periodic_daemon, periodic_daemon.token
     vid = call("POST", "/volumes", {"volume": {"size": 1}}, tok)[1]["volume"]["id"]
     initiator = f"iqn.1994-05.com.example:drift-{uuid.uuid4().hex[:8]}"
@@ -229,15 +240,21 @@ def test_an_acl_removed_behind_the_daemon_is_back_after_its_next_pass(periodic_d
     att, info = body["attachment"]["id"], body["attachment"]["connection_info"]
     assert initiator in backend.inspect(vid).acls
     offset = d.log_path.stat().st_size
+    assert wait_for(lambda: _passes_since(d, offset), 60, 0.5)
+    # A quiet run compares no volume in full: only the outline is read.
+    assert [m.group(4) for m in _passes_since(d, offset)][0] == "0"
+    offset = d.log_path.stat().st_size
     assert backend.deauthorize(vid, initiator)          # behind the daemon's back
+    tpg = configfs.tpg_dir(backend.target_iqn(vid))
+    configfs.put(tpg, "attrib/generate_node_acls", "1")
     assert initiator not in backend.inspect(vid).acls
 
-    def repairing_pass() -> bool:
-        with open(d.log_path) as f:
-            f.seek(offset)
-            found = [PASS_RE.search(line) for line in f]
-        return any(m and int(m.group(2)) >= 1 and int(m.group(3)) >= 1 for m in found)
+    def repairing_pass() -> bool:      # one pass, or two if one ran between the changes
+        passes = _passes_since(d, offset)
+        return sum(int(m.group(2)) for m in passes) >= 2 and \
+            sum(int(m.group(3)) for m in passes) >= 1
     assert wait_for(repairing_pass, 120, 0.5), "no pass after the removal repaired it"
+    assert configfs.read(tpg, "attrib/generate_node_acls") == "0"
     acl = backend.inspect(vid).acls.get(initiator)
     assert acl is not None and acl.chap is not None and acl.mapped_luns == {0: False}
     assert (acl.chap.userid, acl.chap.password.reveal()) == \

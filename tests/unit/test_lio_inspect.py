@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from iscsiattach.model import SECURE_TPG_ATTRIBUTES, Backing, BackingKind, Portal
+from iscsiattach.model import (
+    SECURE_TPG_ATTRIBUTES,
+    Backing,
+    BackingKind,
+    ExportOutline,
+    Portal,
+)
 from iscsiattach.secret import Secret
 from iscsiattach.targets.lio import configfs, inspect
 
@@ -120,3 +126,19 @@ def test_a_read_is_the_whole_value_stripped(tree):
     assert configfs.read(str(so), "info") == FILEIO_INFO.strip()
     with pytest.raises(FileNotFoundError):
         configfs.read(str(so), "no-such-attribute")
+
+
+def test_an_outline_is_what_the_full_read_says_of_access(tree):
+    outline = inspect.export_outline(IQN)
+    assert outline == ExportOutline.of(inspect.export_state("x", IQN))
+    assert outline.acls == {INITIATOR} and outline.lun0 and outline.tpg_enabled
+    tpg = tree / "iscsi" / IQN / "tpgt_1"
+    (tpg / "attrib" / "authentication").write_text("0\n")
+    assert inspect.export_outline(IQN).access_attributes["authentication"] == "0"
+
+
+def test_an_outline_of_a_missing_target_or_tpg(tree):
+    assert inspect.export_outline(IQN.replace("volume-x", "volume-y")) is None
+    import shutil
+    shutil.rmtree(tree / "iscsi" / IQN / "tpgt_1")
+    assert inspect.export_outline(IQN) == ExportOutline(False, {}, frozenset(), False)

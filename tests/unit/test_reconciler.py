@@ -224,7 +224,8 @@ def test_a_restore_converges_what_appeared_meanwhile(services, fake_target, monk
     real_list, listed = fake_target.list_exports, []
     # The pass's first listing saw nothing of ours; the orphan check sees all.
     monkeypatch.setattr(fake_target, "list_exports",
-                        lambda: real_list() if listed.append(1) or len(listed) > 1 else [])
+                        lambda **kw: real_list(**kw) if listed.append(1) or len(listed) > 1
+                        else [])
     fake_target.calls.clear()
     services.reconciler.run()
     assert fake_target.calls[0] == "export" and "restore_export" not in fake_target.calls
@@ -391,3 +392,80 @@ def test_a_stale_snapshot_leads_to_a_second_look_not_a_repair(services, fake_tar
     assert taken == [vol.id, vol.id]    # the detach's own lock, then the second look
     assert report.drift_found == 0 and report.volumes_repaired == 0
     assert set(fake_target.inspect(vol.id).acls) == {A}
+
+
+# -- full comparisons in turns, the outline on every run -----------------------
+def _in_turns(services, n: int, every: int):
+    vols = [_two_attached(services)[0] for _ in range(n)]
+    services.reconciler.full_every = every
+    first = services.reconciler.run()
+    assert first.fully_compared == n        # a process's first run compares all
+    return vols
+
+
+def test_each_volume_is_compared_in_full_once_per_round_of_runs(services, monkeypatch):
+    vols = _in_turns(services, 6, 3)
+    full: list[str] = []
+    real = services.converger.drift
+
+    def recording(vol, atts=None, *, peek=False, outline=False):
+        if not outline:
+            full.append(vol.id)
+        return real(vol, atts, peek=peek, outline=outline)
+    monkeypatch.setattr(services.converger, "drift", recording)
+    reports = [services.reconciler.run() for _ in range(3)]
+    assert sorted(full) == sorted(v.id for v in vols)       # each once in three runs
+    assert sum(r.fully_compared for r in reports) == len(vols)
+    assert all(r.volumes_checked == len(vols) for r in reports)
+
+
+def test_what_opens_or_closes_access_is_found_on_every_run(services, fake_target):
+    vols = _in_turns(services, 4, 10**9)    # no volume's full turn comes up
+    assert services.reconciler.run().fully_compared == 0
+    tgts = [fake_target.targets[fake_target.target_iqn(v.id)] for v in vols]
+    tgts[0].acls.pop(A)
+    tgts[1].tpg_attributes["authentication"] = "0"
+    tgts[2].tpg_enabled = False
+    tgts[3].acls["iqn.2004-01.org.example:intruder"] = tgts[3].acls[A]
+    report = services.reconciler.run()
+    # Each seen in its outline, then compared in full under its lock.
+    assert report.volumes_repaired == 4 and report.fully_compared == 4
+    assert services.reconciler.run().drift_found == 0
+    for tgt in tgts:
+        assert set(tgt.acls) == {A, B} and tgt.tpg_enabled
+        assert tgt.tpg_attributes["authentication"] == "1"
+
+
+def test_a_changed_secret_waits_for_the_volumes_full_turn(services, fake_target):
+    vols = _in_turns(services, 1, 2)
+    vol = vols[0]
+    acl = fake_target.targets[fake_target.target_iqn(vol.id)].acls[A]
+    want = acl.chap
+    acl.chap = None                          # someone cleared its CHAP
+    reports = [services.reconciler.run() for _ in range(2)]
+    # Not an outline matter: found on exactly one of the two runs (its turn).
+    assert [r.volumes_repaired for r in reports] in ([1, 0], [0, 1])
+    assert fake_target.targets[fake_target.target_iqn(vol.id)].acls[A].chap == want
+
+
+def test_runs_per_full_comparison_from_the_options():
+    from iscsiattach.attachments.reconciler import full_check_share
+    assert full_check_share(60, 600) == 10
+    assert full_check_share(60, 0) == 1 and full_check_share(60, 30) == 1
+    assert full_check_share(2, 5) == 2
+
+
+def test_storage_left_without_a_target_is_removed_once_a_round(services, fake_target,
+                                                                tmp_path):
+    """The backstores' walk (every storage object's folder on the node) is
+    made on a round's first run only; the outline runs list targets."""
+    _in_turns(services, 1, 3)
+    path = tmp_path / "orphan.img"
+    path.write_bytes(b"\0" * 4096)
+    orphan = str(uuid.uuid4())
+    fake_target.export(ExportSpec(orphan, Backing(BackingKind.FILE, str(path), 4096),
+                                  (Portal("127.0.0.1"),)))
+    fake_target.targets.pop(fake_target.target_iqn(orphan))     # storage object only
+    removed = [services.reconciler.run().orphans_removed for _ in range(3)]
+    assert removed == [0, 0, 1]         # runs 2 and 3 of the round, then its first
+    assert not fake_target.exists(orphan)

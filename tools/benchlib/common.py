@@ -11,6 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from iscsiattach.attachments.reconciler import RECONCILER_OPTS
+
+_RECONCILER_DEFAULTS = {opt.name: opt.default for opt in RECONCILER_OPTS}
+DEFAULT_INTERVAL: int = _RECONCILER_DEFAULTS["interval"]             # seconds
+DEFAULT_FULL_CHECK: int = _RECONCILER_DEFAULTS["full_check_interval"]
+STEADY_INTERVAL = 6     # the bench's periodic runs, in the defaults' proportions
+
 WORK = Path("/tmp/iscsiattach-bench")          # guest tmpfs (outside: nothing)
 # Our daemon's prefix and one prefix per baseline: each cleans only its own.
 PREFIX_OURS = "iqn.2010-10.org.iscsiattach.bench:"

@@ -17,16 +17,18 @@ from tests.support import daemon as support
 
 PORT = 18790
 URL = f"http://127.0.0.1:{PORT}/v3"
-RECONCILE_RE = re.compile(r"reconcile: (\d+) volumes.* ([0-9.]+)s$")
+RECONCILE_RE = re.compile(r"reconcile: (\d+) volumes, .* (\d+) compared in full, "
+                          r"([0-9.]+)s \(([0-9.]+)s CPU\)$")
 
 
 class Daemon(support.Daemon):
     """iscsiattachd with the bench's prefix and the file backend, logging at
     INFO (no secrets by design) to ``logfile``."""
 
-    def __init__(self, state: Path, volumes: Path, logfile: Path, interval: int = 3600) -> None:
+    def __init__(self, state: Path, volumes: Path, logfile: Path, interval: int = 3600,
+                 extra: str = "") -> None:
         config = support.Config(state, PORT, support.file_backend(volumes), prefix=PREFIX_OURS,
-                                interval=interval)
+                                interval=interval, extra=extra)
         super().__init__(config, log_path=logfile, config_path=state.parent / "bench.conf")
 
     def start(self, timeout: float = 3600) -> float:   # type: ignore[override]
@@ -37,13 +39,15 @@ class Daemon(support.Daemon):
     def stop(self, timeout: float = 120) -> None:
         super().stop(timeout)
 
+    def reconciles(self) -> list[dict[str, float]]:
+        """Every reconcile run the log holds, oldest first."""
+        return [{"volumes": int(m.group(1)), "fully_compared": int(m.group(2)),
+                 "seconds": float(m.group(3)), "cpu_seconds": float(m.group(4))}
+                for m in map(RECONCILE_RE.search, self.log_path.read_text().splitlines()) if m]
+
     def last_reconcile(self) -> dict[str, float]:
-        found = {}
-        for line in self.log_path.read_text().splitlines():
-            m = RECONCILE_RE.search(line)
-            if m:
-                found = {"volumes": int(m.group(1)), "seconds": float(m.group(2))}
-        return found
+        runs = self.reconciles()
+        return runs[-1] if runs else {}
 
 
 def prepare_state(prepop: Path, state: Path) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Profile one restore in-process, in the VM: where the first reconcile's
 time goes when LIO holds nothing of ours (cProfile, cumulative and own time).
 With ``--steady``, the restore runs without the profiler and the periodic
-pass over the same exports, all up, is what is looked at: three passes
+pass over the same exports, all up, is what is looked at: four passes
 timed without the profiler (wall and this process's CPU time), then one
-profiled.
+profiled; full comparisons in turns as the daemon makes them with its
+default options.
 
     tools/vm -- env PYTHONPATH=tools:. .venv/bin/python -m benchlib.profile_restore \\
         results/bench/prepop-full/state-1000 [--steady]
@@ -39,17 +40,24 @@ def main() -> None:
         print("volume files:", populate.make_volume_files(state), flush=True)
         lio = LioBackend(prefix=PREFIX_OURS, write_back=True, lock_path=str(state / "locks"))
         svc = wire_services(str(state), lio, FileBackend(str(mnt / "ours")),
-                            (Portal("127.0.0.1"),))
+                            (Portal("127.0.0.1"),), full_every=default_full_every())
         try:
             if "--steady" not in sys.argv:
                 profiled("restore", svc.reconciler.run, exclusive=True)
                 return
             timed("restore", svc.reconciler.run, exclusive=True)
-            for _ in range(3):
+            for _ in range(4):
                 timed("steady pass", svc.reconciler.run)
             profiled("steady pass", svc.reconciler.run)
         finally:
             print("removed:", cleanup((PREFIX_OURS,), ("volume-",), scan_core=False))
+
+
+def default_full_every() -> int:
+    """Runs per full comparison as the daemon sets it with default options."""
+    from benchlib.common import DEFAULT_FULL_CHECK, DEFAULT_INTERVAL
+    from iscsiattach.attachments.reconciler import full_check_share
+    return full_check_share(DEFAULT_INTERVAL, DEFAULT_FULL_CHECK)
 
 
 def timed(what: str, fn, *args, **kwargs) -> None:

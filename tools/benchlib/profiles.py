@@ -23,6 +23,7 @@ class Profile:
     fio_rounds: int = 3                     # item 5: each job this many times per target
     fio_size: str = "512M"
     idle_window: float = 30.0
+    steady_runs: int = 0                    # item 6: periodic runs timed; 0: one whole round
     spares: int = 40
     tcli_cap_s: dict = field(default_factory=dict)   # per stage, seconds
     budget_s: float = 3600.0                # the whole run in the VM
@@ -40,7 +41,8 @@ FULL = Profile("full", stages=(1, 1000, 100), ours_samples=15,
 QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 2},
                 tcli_samples={1: 1, 20: 1}, restore_ns=(20,), restore_rounds=1, concurrency_stage=1,
                 ops_per_level=16, e2e_samples=2, floor_samples=2, cli_samples=1,
-                fio_runtime=2, fio_size="128M", fio_rounds=1, idle_window=5.0, spares=36,
+                fio_runtime=2, fio_size="128M", fio_rounds=1, idle_window=5.0, steady_runs=3,
+                spares=36,
                 tcli_cap_s={1: 900, 20: 60}, budget_s=1500.0, reserve_s=60.0)
 
 PROFILES = {"full": FULL, "quick": QUICK}

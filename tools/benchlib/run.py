@@ -24,10 +24,13 @@ from typing import Any
 
 from benchlib import ours, populate, restore, tcli
 from benchlib.common import (
+    DEFAULT_FULL_CHECK,
+    DEFAULT_INTERVAL,
     PREFIX_CTL,
     PREFIX_OURS,
     PREFIX_RTS,
     PREFIX_TCLI,
+    STEADY_INTERVAL,
     WORK,
     Results,
     log,
@@ -35,6 +38,7 @@ from benchlib.common import (
 )
 from benchlib.lio_cleanup import census, cleanup
 from benchlib.profiles import PROFILES, Profile
+from iscsiattach.attachments.reconciler import full_check_share
 from tests.support.scratch import scratch_fs, sparse_file
 
 # benchlib and tests.support, for the worker processes.
@@ -142,9 +146,39 @@ class Run:
         return ours.Daemon(state, self.mnt / "ours", logs / name), info, made
 
     def restart(self) -> dict[str, Any]:
+        """A stop and start with the exports up: the new process's first run
+        compares every volume in full."""
         self.daemon.stop()
         ready = self.daemon.start()
         return {"ready_s": round(ready, 2), "reconcile": self.daemon.last_reconcile()}
+
+    def steady(self) -> dict[str, Any]:
+        """The periodic runs as the daemon makes them with its defaults, in
+        a shorter time: the same share of volumes compared in full per run
+        (``full_check_interval / interval`` runs per round), the runs
+        STEADY_INTERVAL s apart instead of the default interval. One whole
+        round after the first run (or the profile's steady_runs); each run's
+        wall and CPU time as logged."""
+        self.daemon.stop()
+        share = full_check_share(DEFAULT_INTERVAL, DEFAULT_FULL_CHECK)
+        runs = self.p.steady_runs or share
+        self.daemon = ours.Daemon(
+            self.daemon.state, self.mnt / "ours", self.daemon.log_path, interval=STEADY_INTERVAL,
+            extra=f"[reconciler]\nfull_check_interval = {STEADY_INTERVAL * share}\n")
+        before = len(self.daemon.reconciles())
+        self.daemon.start()
+        deadline = time.monotonic() + (runs + 2) * (STEADY_INTERVAL + 600)
+        while len(self.daemon.reconciles()) < before + 1 + runs:
+            if time.monotonic() > deadline or self.daemon.proc.poll() is not None:
+                raise RuntimeError("the daemon made too few reconcile runs")
+            time.sleep(1)
+        passes = self.daemon.reconciles()[before + 1:before + 1 + runs]
+        cpu = sum(p["cpu_seconds"] for p in passes) / len(passes)
+        return {"interval_s": STEADY_INTERVAL, "runs_per_round": share, "passes": passes,
+                "whole_round": runs >= share,
+                "cpu_per_pass_mean_s": round(cpu, 3),
+                "seconds": summary([p["seconds"] for p in passes]),
+                "cpu_share_at_default_interval_pct": round(100 * cpu / DEFAULT_INTERVAL, 2)}
 
     def rts(self, n: int, samples: int) -> dict[str, Any]:
         plan = {"samples": samples, "files": [str(f) for f in self.files("rts", samples)],
@@ -192,6 +226,7 @@ class Run:
                 self.res.put("datapath", name, figures)
         if n != p.stages[0]:
             self.section("restart_ours", str(n), self.restart)
+            self.section("steady_ours", str(n), self.steady)
         self.daemon.stop()
 
     def host_items(self):

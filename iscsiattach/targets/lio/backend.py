@@ -39,6 +39,7 @@ from iscsiattach.model import (
     Backing,
     BackingKind,
     ExportInfo,
+    ExportOutline,
     ExportSpec,
     ExportState,
     Grant,
@@ -279,13 +280,21 @@ class LioBackend(TargetBackend):
             return configfs.is_dir(self._target_dir(volume_id)) or \
                 self._find_storage_object(volume_id) is not None
 
-    def list_exports(self) -> list[str]:
-        """Volume ids with a target or a storage object of ours (walks; reconciler only)."""
+    def peek_exists(self, volume_id: str) -> bool:
+        validate_volume_id(volume_id)
+        with translated(f"looking up volume {volume_id}"):
+            return configfs.is_dir(self._target_dir(volume_id)) or \
+                self._find_storage_object(volume_id) is not None
+
+    def list_exports(self, backstores: bool = True) -> list[str]:
+        """Volume ids with a target or a storage object of ours (walks;
+        reconciler only). The backstores' walk visits one folder per storage
+        object of every user of LIO; the targets' is one folder."""
         self._fm()
         # Under the shared lock: a backstore folder released mid-walk would
         # fail the listing.
         with self._locked(), translated("listing exports"):
-            return sorted(configfs.volume_ids(self.prefix))
+            return sorted(configfs.volume_ids(self.prefix, backstores))
 
     def inspect(self, volume_id: str) -> ExportState | None:
         """Plain reads of this export's folders (inspect.py): the steady
@@ -302,3 +311,10 @@ class LioBackend(TargetBackend):
         with translated(f"inspecting volume {volume_id}"):
             self._fm()
             return inspect.export_state(volume_id, self.target_iqn(volume_id))
+
+    def outline(self, volume_id: str) -> ExportOutline | None:
+        """Without the lock, as peek(), in a few reads (inspect.export_outline)."""
+        validate_volume_id(volume_id)
+        with translated(f"looking at volume {volume_id}"):
+            self._fm()
+            return inspect.export_outline(self.target_iqn(volume_id))

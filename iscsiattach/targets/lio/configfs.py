@@ -171,8 +171,9 @@ def find_storage_object(prefix: str, volume_id: str, name: str
     return None
 
 
-def volume_ids(prefix: str) -> set[str]:
-    """Volumes with a target or a storage object of ours (a walk: reconciler only)."""
+def volume_ids(prefix: str, backstores: bool = True) -> set[str]:
+    """Volumes with a target or (``backstores``) a storage object of ours
+    (a walk: reconciler only)."""
     ours: set[str] = set()
     head = prefix + "volume-"
     for entry in os.scandir(FABRIC):
@@ -180,6 +181,8 @@ def volume_ids(prefix: str) -> set[str]:
             m = VOLUME_RE.match(entry.name[len(prefix):])
             if m:
                 ours.add(m.group(1))
+    if not backstores:
+        return ours
     for hba in os.scandir(CORE):
         found = _hba_of(hba.name)
         if found and found[1] >= HBA_BASE:
