@@ -146,7 +146,7 @@ class Portal:
 
 
 class BackingKind(enum.StrEnum):
-    FILE = "fileio"     # a regular file, asynchronous (direct) I/O
+    FILE = "fileio"     # a regular file: direct (asynchronous) or page-cache I/O
     BLOCK = "block"     # a block device (loop, LV, disk) through iblock
 
 
@@ -155,6 +155,10 @@ class Backing:
     kind: BackingKind
     path: str
     size: int | None = None   # bytes; required for files, ignored for devices
+    # Files: asynchronous fileio, which the kernel does as direct I/O (the
+    # default), or, where the filesystem has no direct I/O (tmpfs before
+    # Linux 6.6), fileio through the page cache. Devices: always True.
+    direct_io: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -173,6 +177,7 @@ class Backing:
                                "'..' or control characters")
         if self.kind is BackingKind.BLOCK:
             object.__setattr__(self, "size", None)   # a device has its own size
+            object.__setattr__(self, "direct_io", True)
         if self.kind is BackingKind.FILE and (
                 not isinstance(self.size, int) or self.size < 512 or self.size % 512):
             raise InvalidInput(f"invalid size {self.size!r} for {self.path}: expected a "

@@ -116,7 +116,7 @@ class Api:
     def _volume(self, req: Request, vol) -> dict:
         links = views.volume_links(req.base_url, req.project, vol.id)
         return views.volume_detail(vol, self.attachment_service.list_attachments(vol.id), links,
-                                   req.project)
+                                   req.project, self.volume_service.backstore(vol))
 
 
 def _page(req: Request, items: list) -> list:

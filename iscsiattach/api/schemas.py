@@ -96,6 +96,8 @@ VOLUME_DETAIL = {"type": "object", "required": [
                    "size": {"type": "integer"}, "status": {"type": "string"},
                    "multiattach": {"type": "boolean"}, "links": LINKS,
                    "created_at": _TIME, "updated_at": _TIME,
+                   "iscsiattach:backstore": {"enum": [
+                       "iblock", "fileio-direct", "fileio-page-cache", None]},
                    "attachments": {"type": "array", "items": {"type": "object"}}}}
 VERSIONS = {"type": "object", "required": ["versions"], "properties": {"versions": {
     "type": "array", "items": {"type": "object", "required": [

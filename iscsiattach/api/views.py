@@ -46,7 +46,7 @@ def volume_summary(vol: Volume, links: list[dict]) -> dict[str, Any]:
 
 
 def volume_detail(vol: Volume, attachments: list[Attachment], links: list[dict],
-                  project: str | None) -> dict[str, Any]:
+                  project: str | None, backstore: str | None = None) -> dict[str, Any]:
     attached = [a for a in attachments if a.status == "attached"]
     return {
         "id": vol.id, "name": vol.name, "description": None, "size": vol.size_gib,
@@ -57,6 +57,8 @@ def volume_detail(vol: Volume, attachments: list[Attachment], links: list[dict],
         "metadata": {}, "links": links, "bootable": "false", "encrypted": False,
         "multiattach": vol.multiattach,
         "os-vol-tenant-attr:tenant_id": project,
+        # Ours: how LIO serves it (iblock, fileio-direct, fileio-page-cache).
+        "iscsiattach:backstore": backstore,
         # Cinder lists attached attachments only, with the volume id as "id".
         "attachments": [{"id": vol.id, "attachment_id": a.id, "volume_id": vol.id,
                          "server_id": a.instance_uuid, "host_name": a.host,

@@ -11,6 +11,7 @@ from iscsiattach.attachments.desired import Converger, connected, stored_locatio
 from iscsiattach.attachments.ids import parse_uuid
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.exception import Conflict, InvalidInput
+from iscsiattach.model import BackingKind
 from iscsiattach.store import Store, Volume
 from iscsiattach.targets import TargetBackend
 from iscsiattach.volumes.base import VolumeBackend, validate_size_gib
@@ -39,6 +40,16 @@ class VolumeService:
 
     def show(self, volume_id: str) -> Volume:
         return self.store.volume(parse_uuid(volume_id, "volume id"))
+
+    def backstore(self, vol: Volume) -> str | None:
+        """How LIO serves the volume: "iblock", "fileio-direct" or
+        "fileio-page-cache"; None while it has no storage yet."""
+        if not vol.location:
+            return None
+        backing = self.converger.backing(vol)
+        if backing.kind is BackingKind.BLOCK:
+            return "iblock"
+        return "fileio-direct" if backing.direct_io else "fileio-page-cache"
 
     def list_volumes(self) -> list[Volume]:
         return self.store.volumes()

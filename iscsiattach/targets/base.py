@@ -164,11 +164,17 @@ def compute_drift(spec: ExportSpec, grants: list[Grant],
                          f"want {backing.kind.value}:{backing.path}"))
     elif backing.kind is BackingKind.FILE and lun0.size != backing.size:
         out.append(Drift(vid, "lun-size", f"LUN 0 has {lun0.size} bytes, want {backing.size}"))
+    elif lun0.direct_io != backing.direct_io:
+        out.append(Drift(vid, "lun-io", f"LUN 0 does {_io(lun0)} I/O, want {_io(backing)}"))
     if found.unit_serial is not None and found.unit_serial != unit_serial(vid):
         out.append(Drift(vid, "unit-serial",
                          f"serial is {found.unit_serial}, want {unit_serial(vid)}"))
     out.extend(_acl_drift(vid, grants, found))
     return out
+
+
+def _io(backing: Backing) -> str:
+    return "direct" if backing.direct_io else "page-cache"
 
 
 def compute_outline_drift(vid: str, initiators: set[str],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -18,18 +19,77 @@ from iscsiattach.volumes.base import (
     validate_size_gib,
 )
 
+# How the target does a file volume's I/O ([volumes] file_io).
+FILE_IO = ("auto", "direct", "page-cache")
+
 
 class FileBackend(VolumeBackend):
-    """``<directory>/volume-<uuid>.img``, sparse, 0600 in a 0700 directory."""
+    """``<directory>/volume-<uuid>.img``, sparse, 0600 in a 0700 directory.
+
+    ``file_io``: "direct" (the target's asynchronous fileio, which is direct
+    I/O: the node's page cache holds no copy), "page-cache" (fileio through
+    the page cache, as targetcli's default), or "auto": direct where the
+    directory's filesystem has direct I/O, the page cache where it has not
+    (tmpfs before Linux 6.6, what test VMs use). Found once, by opening a
+    file there with O_DIRECT; "direct" on a filesystem without it refuses
+    volume-create, so a volume is never made that no attach could serve.
+    """
 
     name = "file"
     backing_kind = BackingKind.FILE
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, file_io: str = "auto") -> None:
         if not isinstance(directory, str) or not os.path.isabs(directory):
             raise InvalidInput(f"invalid volume directory {directory!r}: expected an "
                                "absolute path")
+        if file_io not in FILE_IO:
+            raise InvalidInput(f"invalid file_io {file_io!r}: expected one of "
+                               f"{', '.join(FILE_IO)}")
         self.directory = os.path.normpath(directory)
+        self.file_io = file_io
+        self._has_direct_io: bool | None = None      # the directory's filesystem, once known
+
+    def backing(self, location: str, size_gib: int) -> Backing:
+        return Backing(BackingKind.FILE, location, size_gib * GIB,
+                       direct_io=self.direct_io())
+
+    def direct_io(self) -> bool:
+        """Whether volumes here are exported with direct I/O."""
+        if self.file_io == "page-cache":
+            return False
+        if self.file_io == "direct":
+            return True
+        return self._directory_has_direct_io()
+
+    def _directory_has_direct_io(self) -> bool:
+        if self._has_direct_io is None:
+            self._has_direct_io = self._probe_direct_io()
+        return self._has_direct_io
+
+    def _probe_direct_io(self) -> bool:
+        self._ensure_directory()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-probe-")
+        except OSError as e:
+            raise VolumeBackendError(f"cannot create a file in {self.directory}: "
+                                     f"{e.strerror}") from None
+        os.close(fd)
+        try:
+            os.close(os.open(tmp, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC))
+            return True
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                return False
+            raise VolumeBackendError(f"cannot open {tmp}: {e.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _check_servable(self) -> None:
+        if self.file_io == "direct" and not self._directory_has_direct_io():
+            raise InvalidInput(f"{self.directory} is on a filesystem without direct I/O "
+                               "(such as tmpfs): [volumes] file_io = direct cannot serve "
+                               "a volume there; use auto or page-cache")
 
     def location_for(self, volume_id: str, source: str | None = None) -> str:
         return self.path(volume_id)
@@ -46,6 +106,7 @@ class FileBackend(VolumeBackend):
         found = self._stat(path)
         if found is None:
             self._ensure_directory()
+            self._check_servable()          # before anything is made
             if self._create_sparse(path, size):
                 return self._provisioned(path, size)
             found = self._stat(path)     # another create won the race
@@ -89,7 +150,8 @@ class FileBackend(VolumeBackend):
         return None if found is None else self._provisioned(path, found.st_size)
 
     def _provisioned(self, path: str, size: int) -> Provisioned:
-        return Provisioned(path, Backing(BackingKind.FILE, path, size), size // GIB)
+        return Provisioned(path, Backing(BackingKind.FILE, path, size,
+                                         direct_io=self.direct_io()), size // GIB)
 
     def _stat(self, path: str) -> os.stat_result | None:
         """The volume file's status, None if absent; anything but a regular

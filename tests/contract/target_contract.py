@@ -7,6 +7,7 @@ A subclass provides three fixtures:
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -155,6 +156,18 @@ class TargetContract:
         assert kinds == ["lun-missing", "portal-missing"]
         backend.export(exported)
         assert backend.drift(exported, []) == []
+
+    def test_a_changed_io_mode_is_drift_and_converges(self, backend, exported):
+        """A file exported with direct I/O, wanted through the page cache
+        (and back): the storage object is made again the other way."""
+        cached = dataclasses.replace(
+            exported, backing=dataclasses.replace(exported.backing, direct_io=False))
+        assert [d.kind for d in backend.drift(cached, [])] == ["lun-io"]
+        backend.export(cached)
+        assert backend.drift(cached, []) == []
+        assert backend.inspect(cached.volume_id).lun0_backing.direct_io is False
+        backend.export(exported)
+        assert backend.inspect(exported.volume_id).lun0_backing.direct_io is True
 
     def test_drift_of_missing_target(self, backend, spec):
         assert [d.kind for d in backend.drift(spec, [])] == ["target-missing"]

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from iscsiattach.exception import InvalidInput
 from iscsiattach.host.sessions import iscsi_sessions
 from iscsiattach.model import Backing, BackingKind, ChapCredentials, ExportSpec, Grant, Portal
 from iscsiattach.secret import Secret
@@ -234,3 +235,47 @@ def test_no_secret_in_logs_or_errors(backend, make_backing, me, tamper, caplog):
     seen = caplog.text + repr(drift) + str(drift) + repr(state)
     assert caplog.records, "expected the backend to log its operations"
     assert canary not in seen and "tampered-canary" not in seen
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A tmpfs of its own: Linux 6.1's has no direct I/O (O_DIRECT: EINVAL)."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_file_volume_on_tmpfs_is_served_through_the_page_cache(backend, me, tmpfs):
+    """The file backend finds no direct I/O there and says so in the
+    backing; LIO serves it with fileio through the page cache (what an
+    asynchronous, direct-I/O export cannot: it is refused, as before)."""
+    from iscsiattach.volumes.file import FileBackend
+    files = FileBackend(str(tmpfs / "volumes"))
+    vid = str(uuid.uuid4())
+    made = files.create(vid, 1)
+    assert made.backing.direct_io is False
+    direct = ExportSpec(vid, Backing(BackingKind.FILE, made.location, made.backing.size),
+                        (V4,))
+    with pytest.raises(InvalidInput, match="without direct I/O"):
+        backend.export(direct)
+    assert not backend.exists(vid)
+    spec = ExportSpec(vid, made.backing, (V4,))
+    info = backend.export(spec)
+    assert backend.inspect(vid).lun0_backing == made.backing
+    backend.authorize(vid, grant(me))
+    assert backend.drift(spec, [grant(me)]) == []
+    node = Node(info.target_iqn, V4).setup(USER, SECRET)
+    try:
+        assert node.login_retrying().returncode == 0
+        dev = node.device()
+        assert write_and_read_back(dev, 4 << 20)
+        assert write_and_read_back(dev, 1 << 20, offset=(1 << 30) - (1 << 20))
+    finally:
+        node.delete()
+        backend.unexport(vid)
+        files.delete(vid, made.location)

@@ -241,3 +241,11 @@ def test_a_traceback_is_lines_of_its_record():
     assert len(lines) > 2 and all(line.startswith("ERROR x [-] | ") for line in lines[1:])
     # A newline in the exception's text stays inside the record's lines.
     assert lines[-2:] == ["ERROR x [-] | ValueError: bad", "ERROR x [-] | line"]
+
+
+def test_a_volume_shows_how_lio_serves_it(api, services, monkeypatch):
+    vol = api.post("/v3/volumes", {"volume": {"size": 1}}).body["volume"]
+    assert vol["iscsiattach:backstore"] == "fileio-direct"
+    monkeypatch.setattr(services.volume_backend, "file_io", "page-cache")
+    shown = api.get(f"/v3/volumes/{vol['id']}").body["volume"]
+    assert shown["iscsiattach:backstore"] == "fileio-page-cache"

@@ -79,3 +79,13 @@ def test_no_reservations_without_a_well_formed_file(tmp_path, writes, content):
     _create(tmp_path, Backing(BackingKind.FILE, "/srv/v.img", 1 << 30),
             dbroot=str(tmp_path / "db"))
     assert not any(p.endswith("res_aptpl_metadata") for p, _ in writes)
+
+
+@pytest.mark.parametrize("write_back", [True, False])
+def test_a_page_cache_backing_is_never_asynchronous(tmp_path, writes, write_back):
+    """No fd_async_io: the kernel's asynchronous fileio is direct I/O, which
+    a filesystem without it (tmpfs before 6.6) fails on every command."""
+    _create(tmp_path, Backing(BackingKind.FILE, "/srv/v.img", 1 << 30, direct_io=False),
+            write_back=write_back)
+    assert not any("fd_async_io" in v for _, v in writes)
+    assert (("/fileio_7/volume-x/control", "fd_buffered_io=1") in writes) == write_back

@@ -142,3 +142,10 @@ def test_an_outline_of_a_missing_target_or_tpg(tree):
     import shutil
     shutil.rmtree(tree / "iscsi" / IQN / "tpgt_1")
     assert inspect.export_outline(IQN) == ExportOutline(False, {}, frozenset(), False)
+
+
+def test_fileio_without_async_is_page_cache_io(tree):
+    so = tree / "core" / f"fileio_{configfs.HBA_BASE + 3}" / "volume-x"
+    (so / "info").write_text(FILEIO_INFO.replace("Async: 1", "Async: 0"))
+    backing = inspect.export_state("x", IQN).lun0_backing
+    assert backing == Backing(BackingKind.FILE, "/srv/v.img", 1 << 30, direct_io=False)

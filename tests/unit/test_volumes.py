@@ -3,6 +3,7 @@ block devices through their refusals and a pretend host (tests/unit/fake_host.py
 the refusals of devices in use are in test_block_safety.py)."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -499,3 +500,50 @@ def test_backing_comes_from_the_recorded_location_without_io(tmp_path):
     assert BlockBackend(["/dev/"]).backing("/dev/loop7", 1).kind is BackingKind.BLOCK
     assert FileBackend(str(tmp_path)).backing("/v/volume-x.img", 2) == \
         Backing(BackingKind.FILE, "/v/volume-x.img", 2 << 30)
+
+
+# -- file_io: direct where the filesystem has it, the page cache elsewhere -----
+@pytest.fixture
+def no_direct_io(monkeypatch):
+    """A filesystem without O_DIRECT (tmpfs before Linux 6.6): EINVAL."""
+    real, probes = os.open, []
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            probes.append(path)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", open_)
+    return probes
+
+
+def test_auto_file_io_is_direct_where_the_filesystem_has_it(files):
+    assert files.create(VID, 1).backing.direct_io
+    assert files.backing(files.path(VID), 1).direct_io
+
+
+def test_auto_file_io_uses_the_page_cache_where_there_is_no_direct_io(
+        files, no_direct_io, tmp_path):
+    made = files.create(VID, 1)
+    assert made.backing == Backing(BackingKind.FILE, made.location, GIB, direct_io=False)
+    assert files.backing(made.location, 1) == made.backing
+    assert len(no_direct_io) == 1                   # found once, not per volume
+    assert os.listdir(tmp_path / "volumes") == [f"{LV}.img"], "the probe's file is gone"
+
+
+def test_direct_file_io_refuses_to_create_where_it_cannot_serve(tmp_path, no_direct_io):
+    backend = FileBackend(str(tmp_path / "volumes"), file_io="direct")
+    with pytest.raises(InvalidInput, match="without direct I/O.*file_io = direct"):
+        backend.create(VID, 1)
+    assert os.listdir(tmp_path / "volumes") == [], "nothing made"
+
+
+def test_page_cache_file_io_never_probes(tmp_path, no_direct_io):
+    backend = FileBackend(str(tmp_path / "volumes"), file_io="page-cache")
+    assert not backend.create(VID, 1).backing.direct_io
+    assert no_direct_io == []
+
+
+def test_unknown_file_io_refused(tmp_path):
+    with pytest.raises(InvalidInput, match="invalid file_io 'fast'"):
+        FileBackend(str(tmp_path / "volumes"), file_io="fast")

@@ -159,7 +159,7 @@ class LioBackend(TargetBackend):
     @staticmethod
     def _check_new_backing(backing: Backing) -> None:
         check_backing(backing)
-        if backing.kind is BackingKind.FILE:
+        if backing.kind is BackingKind.FILE and backing.direct_io:
             build.check_direct_io(backing.path)
 
     def _converge_storage_object(self, spec: ExportSpec, tpg: TPG):

@@ -29,18 +29,21 @@ from iscsiattach.targets.lio import configfs
 def configure_storage_object(so: str, backing: Backing, serial: str, *,
                              write_back: bool, dbroot: str) -> None:
     """The storage object in its claimed folder. A regular file is
-    asynchronous fileio, which the kernel does as direct I/O: never the
-    synchronous (O_DSYNC) kind. ``write_back``: the LUN reports a volatile
-    write cache and honours SYNCHRONIZE CACHE, like any disk with a cache.
-    A block device is iblock, opened exclusively by the kernel. The caller
-    removes what is there if this raises part way."""
+    asynchronous fileio, which the kernel does as direct I/O, or (where the
+    backing says so: a filesystem without direct I/O) fileio through the
+    page cache. ``write_back``: the LUN reports a volatile write cache and
+    honours SYNCHRONIZE CACHE, like any disk with a cache; without it every
+    write is synchronous (O_DSYNC). A block device is iblock, opened
+    exclusively by the kernel. The caller removes what is there if this
+    raises part way."""
     put = configfs.put
     if backing.kind is BackingKind.FILE:
         put(so, "control", f"fd_dev_name={backing.path},fd_dev_size={backing.size}")
         if write_back:
             put(so, "attrib/emulate_write_cache", "1")
             put(so, "control", "fd_buffered_io=1")
-        put(so, "control", "fd_async_io=1")
+        if backing.direct_io:
+            put(so, "control", "fd_async_io=1")
         put(so, "udev_path", backing.path)
     else:
         put(so, "udev_path", backing.path)
@@ -76,15 +79,23 @@ def restore_reservations(so: str, dbroot: str, serial: str) -> None:
 
 
 def check_direct_io(path: str) -> None:
-    """Async fileio does direct I/O; refuse a filesystem that cannot (tmpfs)."""
+    """Async fileio does direct I/O; refuse a file whose filesystem cannot
+    (tmpfs before Linux 6.6) when the backing asks for it."""
+    if not supports_direct_io(path):
+        raise InvalidInput(f"backing {path} is on a filesystem without direct I/O "
+                           "(such as tmpfs); asynchronous fileio needs it") from None
+
+
+def supports_direct_io(path: str) -> bool:
+    """Whether ``path`` (an existing file) opens with O_DIRECT."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.EINVAL:
-            raise InvalidInput(f"backing {path} is on a filesystem without direct I/O "
-                               "(such as tmpfs); asynchronous fileio needs it") from None
+            return False
         raise
     os.close(fd)
+    return True
 
 
 def build_target(iqn: str, portals: tuple[Portal, ...], so: str,

@@ -90,7 +90,8 @@ def backing(kind: BackingKind, so: str) -> Backing:
         return Backing(kind, path)
     info = " ".join(configfs.read(so, "info").split())
     size = _info(info, "Size")
-    return Backing(kind, path or _info(info, "File") or "", int(size) if size else None)
+    return Backing(kind, path or _info(info, "File") or "", int(size) if size else None,
+                   direct_io=_info(info, "Async") == "1")
 
 
 def _info(info: str, key: str) -> str | None:
