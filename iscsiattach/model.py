@@ -309,6 +309,16 @@ class ExportState:
     acls: dict[str, AclState] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TargetSession:
+    """An initiator logged in to one of our targets, as the target reports
+    it. LIO keeps one session per ACL in view (its newest)."""
+    initiator: str
+    session_id: int                   # the target's own, unique while its module is loaded
+    state: str                        # e.g. LOGGED_IN, FAILED, IN_CONTINUE
+    addresses: tuple[str, ...]        # each connection's initiator address
+
+
 # The TPG attributes that alone open an export to anyone: without
 # authentication, or with ACLs generated for every initiator (demo mode).
 ACCESS_TPG_ATTRIBUTES = ("authentication", "generate_node_acls")

@@ -1,7 +1,9 @@
 """Prometheus metrics and the health document, served at /metrics and /healthz.
 
 Counts come from the store (what is wanted), so a scrape costs O(volumes) in
-SQLite and nothing in configfs. Neither endpoint shows a secret.
+SQLite; the one figure read from configfs is the sessions per exported volume
+(one read per ACL), when the metrics are given the session lister. Neither
+endpoint shows a secret.
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from prometheus_client.core import GaugeMetricFamily
 
 from iscsiattach.attachments.desired import connected
 from iscsiattach.attachments.reconciler import Report
+from iscsiattach.attachments.sessions import SessionLister
 from iscsiattach.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sessions: SessionLister | None = None) -> None:
         self.store = store
         self.registry = CollectorRegistry()
         r = self.registry
@@ -46,6 +49,8 @@ class Metrics:
                                        "the shared one)", registry=r,
                                        buckets=(.001, .005, .01, .05, .1, .5, 1, 5, 30))
         r.register(_StoreCollector(store))
+        if sessions is not None:
+            r.register(_SessionCollector(sessions))
         self._lock = threading.Lock()
         self.ready = False
         self.last_report: Report | None = None
@@ -91,6 +96,19 @@ def counts(store: Store) -> dict[str, int]:
     return {"volumes": len(volumes), "attachments": len(attachments),
             "exports": len({a.volume_id for a in live}),
             "acls": len({(a.volume_id, a.initiator) for a in live})}
+
+
+class _SessionCollector:
+    def __init__(self, sessions: SessionLister) -> None:
+        self.sessions = sessions
+
+    def collect(self):
+        g = GaugeMetricFamily("iscsiattach_sessions",
+                              "iSCSI sessions logged in to each exported volume's target "
+                              "(read from the target)", labels=["volume_id"])
+        for vid, sessions in self.sessions.by_volume().items():
+            g.add_metric([vid], len(sessions))
+        yield g
 
 
 class _StoreCollector:

@@ -11,6 +11,7 @@ from iscsiattach.api.app import Application, Auth, Operation, Request, Response
 from iscsiattach.api.limits import Limits
 from iscsiattach.api.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
 from iscsiattach.attachments.attachment_service import AttachmentService
+from iscsiattach.attachments.sessions import SessionLister
 from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.attachments.wiring import Services
 from iscsiattach.exception import HttpError, InvalidInput
@@ -38,9 +39,10 @@ def _versions(req: Request, status: int) -> Response:
 
 
 class Api:
-    def __init__(self, volume_service: VolumeService,
-                 attachment_service: AttachmentService) -> None:
+    def __init__(self, volume_service: VolumeService, attachment_service: AttachmentService,
+                 sessions: SessionLister) -> None:
         self.volume_service, self.attachment_service = volume_service, attachment_service
+        self.sessions = sessions
 
     # -- attachments --------------------------------------------------------
     def attachment_create(self, req: Request) -> Response:
@@ -73,7 +75,15 @@ class Api:
 
     def attachment_show(self, req: Request) -> Response:
         att = self.attachment_service.show(req.params["id"])
-        return Response(200, {"attachment": views.attachment_detail(att)})
+        body = views.attachment_detail(att)
+        # Ours: its initiator's sessions on the volume's target, read now.
+        body["iscsiattach:sessions"] = [views.session(s)
+                                        for s in self.sessions.for_attachment(att)]
+        return Response(200, {"attachment": body})
+
+    def session_list(self, req: Request) -> Response:
+        found = self.sessions.list_sessions(req.arg("volume_id"))
+        return Response(200, {"sessions": [views.session(s) for s in found]})
 
     def attachment_list(self, req: Request, detail: bool = False) -> Response:
         atts = self.attachment_service.list_attachments(req.arg("volume_id"))
@@ -156,6 +166,8 @@ def operations(api: Api, metrics: Metrics, strategy: str) -> list[Operation]:
                   ATT, response=att_many),
         Operation("attachment-complete", "POST", a + "/{id:uuid36}/action",
                   api.attachment_action, ATT, body=sc.ATTACHMENT_ACTION, ok=204),
+        Operation("session-list", "GET", "/v3/sessions", api.session_list,
+                  query=sc.SESSION_LIST_QUERY, response=sc.many("sessions", sc.SESSION)),
         Operation("volume-create", "POST", v, api.volume_create, body=sc.VOLUME_CREATE, ok=202,
                   response=vol_one),
         Operation("volume-list", "GET", v, api.volume_list, query=sc.LIST_QUERY,
@@ -182,8 +194,8 @@ def operations(api: Api, metrics: Metrics, strategy: str) -> list[Operation]:
 def build_app(services: Services, auth: Auth, metrics: Metrics | None = None,
               limits: Limits | None = None) -> Application:
     metrics = metrics or Metrics(services.store)
-    ops = operations(Api(services.volume_service, services.attachment_service), metrics,
-                     auth.strategy)
+    ops = operations(Api(services.volume_service, services.attachment_service,
+                         services.sessions), metrics, auth.strategy)
     document = openapi.document(ops)
     ops.append(Operation("openapi", "GET", "/openapi.json", lambda r: Response(200, document),
                          public=True, inline=True))

@@ -80,11 +80,22 @@ ATTACHMENT_SUMMARY: dict[str, Any] = {
     "properties": {"id": UUID, "status": {"type": "string"},
                    "instance": {"type": ["string", "null"]},
                    "volume_id": UUID}}
+SESSION = {"type": "object", "required": [
+    "volume_id", "target_iqn", "initiator", "addresses", "auth_username", "session_id",
+    "state", "attachment_ids", "seen_since"],
+    "properties": {"volume_id": UUID, "target_iqn": {"type": "string"},
+                   "initiator": {"type": "string"},
+                   "addresses": {"type": "array", "items": {"type": "string"}},
+                   "auth_username": {"type": ["string", "null"]},
+                   "session_id": {"type": "integer"}, "state": {"type": "string"},
+                   "attachment_ids": {"type": "array", "items": UUID},
+                   "seen_since": {"type": "string"}}}
 ATTACHMENT_DETAIL = {"type": "object", "required": [
     "id", "status", "instance", "volume_id", "attached_at", "detached_at", "attach_mode",
     "connection_info"], "properties": {
     **ATTACHMENT_SUMMARY["properties"], "attached_at": {"type": "string"},
     "detached_at": {"type": "string"}, "attach_mode": {"type": "string"},
+    "iscsiattach:sessions": {"type": "array", "items": SESSION},
     "connection_info": {"type": "object"}}}
 LINKS = {"type": "array", "items": {"type": "object", "required": ["rel", "href"]}}
 VOLUME_SUMMARY = {"type": "object", "required": ["id", "name", "links"],
@@ -99,6 +110,7 @@ VOLUME_DETAIL = {"type": "object", "required": [
                    "iscsiattach:backstore": {"enum": [
                        "iblock", "fileio-direct", "fileio-page-cache", None]},
                    "attachments": {"type": "array", "items": {"type": "object"}}}}
+SESSION_LIST_QUERY: dict[str, dict] = {"volume_id": QUERY_ID}
 VERSIONS = {"type": "object", "required": ["versions"], "properties": {"versions": {
     "type": "array", "items": {"type": "object", "required": [
         "id", "status", "version", "min_version", "links"]}}}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from iscsiattach.attachments.sessions import Session
 from iscsiattach.secret import Secret
 from iscsiattach.store import Attachment, Volume
 
@@ -28,6 +29,13 @@ def attachment_detail(att: Attachment, connection_info: dict | None = None) -> d
                 "attach_mode": att.attach_mode,
                 "connection_info": reveal(connection_info) if connection_info else {}})
     return out
+
+
+def session(s: Session) -> dict[str, Any]:
+    return {"volume_id": s.volume_id, "target_iqn": s.target_iqn, "initiator": s.initiator,
+            "addresses": list(s.addresses), "auth_username": s.auth_username,
+            "session_id": s.session_id, "state": s.state,
+            "attachment_ids": list(s.attachment_ids), "seen_since": timestamp(s.seen_since)}
 
 
 def reveal(info: dict[str, Any]) -> dict[str, Any]:

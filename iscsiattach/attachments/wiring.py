@@ -9,6 +9,7 @@ from iscsiattach.attachments.attachment_service import AttachmentService
 from iscsiattach.attachments.desired import Converger
 from iscsiattach.attachments.locks import VolumeLocks
 from iscsiattach.attachments.reconciler import RESTORE_WORKERS, Reconciler
+from iscsiattach.attachments.sessions import SessionLister
 from iscsiattach.attachments.volume_service import VolumeService
 from iscsiattach.model import Portal
 from iscsiattach.store import Store
@@ -28,6 +29,7 @@ class Services:
     volume_service: VolumeService
     attachment_service: AttachmentService
     reconciler: Reconciler
+    sessions: SessionLister
 
 
 def lock_dir(state_path: str) -> str:
@@ -58,4 +60,4 @@ def wire_services(state_path: str, target: TargetBackend, volume_backend: Volume
     reconciler = Reconciler(store, locks, converger, target, volume_backend, volume_service,
                             restore_workers, full_every)
     return Services(store, locks, target, volume_backend, converger, volume_service,
-                    attachment_service, reconciler)
+                    attachment_service, reconciler, SessionLister(store, target))

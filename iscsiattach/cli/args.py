@@ -189,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
     p = command("attachment-list", "list attachments")
     p.add_argument("--volume-id", metavar="<volume-id>", help="only those of this volume")
     p.add_argument("--status", metavar="<status>", help="only those in this status")
+    p = command("session-list", "who is logged in to the node's targets (read from LIO)")
+    p.add_argument("--volume-id", metavar="<volume-id>", help="only those of this volume")
 
     p = command("volume-create", "create a volume")
     p.add_argument("size", type=int, metavar="<size>", help="size in GiB")

@@ -4,6 +4,7 @@
     iscsiattach attachment-update <attachment-id> --initiator IQN ...
     iscsiattach attachment-complete|attachment-delete|attachment-show <attachment-id>
     iscsiattach attachment-list [--volume-id ID] [--status S]
+    iscsiattach session-list [--volume-id ID]
     iscsiattach volume-create|volume-list|volume-show|volume-delete|volume-extend
 
 The daemon's URL comes from --url or ISCSIATTACH_URL (http://, https://
@@ -79,6 +80,9 @@ def run(args: argparse.Namespace, client: Client) -> str:
         items = ok(client.call("GET", "/attachments" + query(volume_id=args.volume_id,
                                                              status=args.status)), 200)
         return output.show_attachments(items["attachments"], fmt)
+    if cmd == "session-list":
+        items = ok(client.call("GET", "/sessions" + query(volume_id=args.volume_id)), 200)
+        return output.show_sessions(items["sessions"], fmt)
     return run_volume(args, client, ok)
 
 

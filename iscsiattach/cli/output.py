@@ -21,6 +21,9 @@ SECRET_KEYS = ("auth_password", "discovery_auth_password")
 WITHHELD = "_withheld"
 ATTACHMENT_COLUMNS = [("id", "ID"), ("volume_id", "Volume ID"), ("status", "Status"),
                       ("instance", "Server ID")]
+SESSION_COLUMNS = [("volume_id", "Volume ID"), ("initiator", "Initiator"),
+                   ("address", "Address"), ("auth_username", "CHAP user"),
+                   ("session_id", "Session"), ("state", "State"), ("seen_since", "Seen since")]
 # cinderclient's `list`: a column is left out when the volumes lack its field
 # (consumes_quota comes with API 3.65; with no volume every column shows).
 VOLUME_COLUMNS = [("id", "ID"), ("status", "Status"), ("name", "Name"), ("size", "Size"),
@@ -55,10 +58,18 @@ def show_attachment(att: dict[str, Any], fmt: str, show_secrets: bool) -> str:
     info = att.pop("connection_info", None) or {}
     if fmt == "json":
         return to_json({**att, "connection_info": info if show_secrets else withheld(info)})
-    out = property_table(att)
+    out = property_table(att)       # sessions in one cell, as cinderclient shows them
     if info:
         out += "\n" + property_table(info if show_secrets else masked(info))
     return out
+
+
+def show_sessions(items: list[dict[str, Any]], fmt: str) -> str:
+    """Who is logged in: a row per session, its connections' addresses joined."""
+    if fmt == "json":
+        return to_json(items)
+    rows = [{**s, "address": ",".join(s.get("addresses") or [])} for s in items]
+    return list_table(rows, SESSION_COLUMNS)
 
 
 def show_attachments(items: list[dict[str, Any]], fmt: str) -> str:

@@ -76,7 +76,7 @@ def serve(config: cfg.ConfigOpts) -> None:
     auth = auth_from_conf(config)       # a refused auth setting changes nothing on disk
     holder: dict[str, Metrics] = {}
     services = services_from_conf(config, lambda s: holder["m"].lio_lock_wait.observe(s))
-    metrics = holder["m"] = Metrics(services.store)
+    metrics = holder["m"] = Metrics(services.store, services.sessions)
     # Exclusive: the API is not served yet, nothing else changes the store.
     report = services.reconciler.run(exclusive=True)
     metrics.reconciled(report)

@@ -26,6 +26,7 @@ from iscsiattach.model import (
     ExportSpec,
     ExportState,
     Grant,
+    TargetSession,
     naa_wwn,
     unit_serial,
     validate_prefix,
@@ -96,6 +97,11 @@ class TargetBackend(abc.ABC):
     @abc.abstractmethod
     def exists(self, volume_id: str) -> bool:
         """True if anything of this volume's export (target or storage object) is there."""
+
+    @abc.abstractmethod
+    def sessions(self, volume_id: str) -> list[TargetSession]:
+        """Who is logged in to this volume's target now, by initiator; []
+        when it has no target. Reads only: no lock, nothing changed."""
 
     def peek_exists(self, volume_id: str) -> bool:
         """exists() without the volume's lock (see peek())."""

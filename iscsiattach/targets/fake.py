@@ -23,6 +23,7 @@ from iscsiattach.model import (
     ExportState,
     Grant,
     Portal,
+    TargetSession,
     unit_serial,
     validate_iqn,
     volume_name,
@@ -34,6 +35,7 @@ from iscsiattach.targets.base import AUTH_METHOD, TargetBackend, check_backing
 class FakeAcl:
     chap: ChapCredentials | None
     mapped_luns: dict[int, bool] = field(default_factory=dict)
+    session: TargetSession | None = None     # goes with the ACL, as in LIO
 
 
 @dataclass
@@ -63,6 +65,7 @@ class FakeBackend(TargetBackend):
         self.targets: dict[str, FakeTarget] = {}
         self.storage_objects: dict[str, FakeStorageObject] = {}
         self.calls: list[str] = []       # operation log, for tests of retries
+        self._next_session_id = 1
 
     # -- operations ---------------------------------------------------------
     def export(self, spec: ExportSpec) -> ExportInfo:
@@ -116,6 +119,28 @@ class FakeBackend(TargetBackend):
             validate_iqn(initiator)
             tgt = self.targets.get(self.target_iqn(volume_id))
             return tgt is not None and tgt.acls.pop(initiator, None) is not None
+
+    def sessions(self, volume_id: str) -> list[TargetSession]:
+        with self._lock:
+            tgt = self.targets.get(self.target_iqn(volume_id))
+            if tgt is None or not tgt.tpg_enabled:      # disabling a TPG drops them
+                return []
+            return [a.session for _, a in sorted(tgt.acls.items()) if a.session]
+
+    def login(self, volume_id: str, initiator: str, chap: ChapCredentials,
+              address: str = "127.0.0.1") -> TargetSession:
+        """An initiator logging in, for tests: refused (PermissionError) as
+        LIO would without an enabled target, an ACL or the right CHAP."""
+        with self._lock:
+            tgt = self.targets.get(self.target_iqn(volume_id))
+            acl = tgt.acls.get(initiator) if tgt and tgt.tpg_enabled else None
+            if acl is None or acl.chap is None or (acl.chap.userid, acl.chap.password) != \
+                    (chap.userid, chap.password):
+                raise PermissionError(f"login of {initiator} to volume {volume_id} refused")
+            acl.session = TargetSession(initiator, self._next_session_id, "LOGGED_IN",
+                                        (address,))
+            self._next_session_id += 1
+            return acl.session
 
     def exists(self, volume_id: str) -> bool:
         with self._lock:

@@ -279,3 +279,28 @@ def test_a_file_volume_on_tmpfs_is_served_through_the_page_cache(backend, me, tm
         node.delete()
         backend.unexport(vid)
         files.delete(vid, made.location)
+
+
+def test_the_targets_sessions_are_what_the_initiator_holds(backend, make_backing, me):
+    """LIO's view (the ACL's info) against the initiator's (iscsiadm): one
+    session per logged-in initiator, from the address the host used (IPv4
+    and IPv6), gone with a logout and with the ACL."""
+    nodes, specs = [], []
+    for portal in (V4, V6):
+        spec, info = export(backend, make_backing(), portal=portal)
+        backend.authorize(spec.volume_id, grant(me))
+        assert backend.sessions(spec.volume_id) == []       # an ACL, nobody logged in
+        nodes.append(Node(info.target_iqn, portal).setup(USER, SECRET))
+        assert nodes[-1].login_retrying().returncode == 0
+        specs.append(spec)
+    held = {s[4]: s[2] for s in _iscsiadm_sessions()}      # target -> portal
+    for spec, node, addr in zip(specs, nodes, ("127.0.0.1", "::1"), strict=True):
+        [session] = backend.sessions(spec.volume_id)
+        assert (session.initiator, session.state, session.addresses) == (me, "LOGGED_IN", (addr,))
+        assert node.iqn in held
+    nodes[0].logout()
+    assert backend.sessions(specs[0].volume_id) == []
+    assert backend.deauthorize(specs[1].volume_id, me)    # the kernel ends the session
+    assert backend.sessions(specs[1].volume_id) == []
+    for node in nodes:
+        node.delete()

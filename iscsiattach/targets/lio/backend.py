@@ -43,6 +43,7 @@ from iscsiattach.model import (
     ExportSpec,
     ExportState,
     Grant,
+    TargetSession,
     unit_serial,
     validate_iqn,
     validate_volume_id,
@@ -311,6 +312,12 @@ class LioBackend(TargetBackend):
         with translated(f"inspecting volume {volume_id}"):
             self._fm()
             return inspect.export_state(volume_id, self.target_iqn(volume_id))
+
+    def sessions(self, volume_id: str) -> list[TargetSession]:
+        validate_volume_id(volume_id)
+        with translated(f"reading the sessions of volume {volume_id}"):
+            self._fm()
+            return inspect.sessions(self.target_iqn(volume_id))
 
     def outline(self, volume_id: str) -> ExportOutline | None:
         """Without the lock, as peek(), in a few reads (inspect.export_outline)."""

@@ -25,6 +25,7 @@ from iscsiattach.model import (
     ExportOutline,
     ExportState,
     Portal,
+    TargetSession,
 )
 from iscsiattach.secret import Secret
 from iscsiattach.targets.lio import configfs
@@ -65,6 +66,39 @@ def export_outline(iqn: str) -> ExportOutline | None:
         tpg_enabled=_enabled(tpg),
         access_attributes={a: configfs.read(tpg, f"attrib/{a}") for a in ACCESS_TPG_ATTRIBUTES},
         acls=acls, lun0=os.path.isdir(configfs.lun0_dir(tpg)))
+
+
+# In an ACL's info file (Linux 6.1's lio_target_nacl_info_show).
+_SESSION_ID = re.compile(r"LIO Session ID: (\d+)")
+_SESSION_STATE = re.compile(r"Session State: (?:TARG_SESS_STATE_)?(\S+)")
+_CONNECTION_ADDRESS = re.compile(r"Address (\S+) (?:TCP|SCTP)")
+
+
+def sessions(iqn: str) -> list[TargetSession]:
+    """Each ACL's session, from its info file; a target or ACL that goes
+    meanwhile is simply not there."""
+    try:
+        acls = sorted(os.listdir(f"{configfs.tpg_dir(iqn)}/acls"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for initiator in acls:
+        try:
+            info = configfs.read(configfs.acl_dir(configfs.tpg_dir(iqn), initiator), "info")
+        except FileNotFoundError:
+            continue
+        found = parse_session(initiator, info)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def parse_session(initiator: str, info: str) -> TargetSession | None:
+    sid, state = _SESSION_ID.search(info), _SESSION_STATE.search(info)
+    if sid is None or state is None:
+        return None             # "No active iSCSI Session for Initiator Endpoint"
+    return TargetSession(initiator, int(sid.group(1)), state.group(1),
+                         tuple(_CONNECTION_ADDRESS.findall(info)))
 
 
 def _enabled(tpg: str) -> bool:
