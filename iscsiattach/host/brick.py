@@ -9,10 +9,13 @@ values straight into the node record (0600) instead.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import socket
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +117,7 @@ def _iscsi(multipath: bool, scan_attempts: int = 5):
             scsi.get_sysfs_wwn = wait_for_udev(scsi.get_sysfs_wwn)
             scsi.device_name_by_hctl = wait_for_disk(scsi.device_name_by_hctl)
             scsi.echo_scsi_command = echo_scsi_command
+            scsi.flush_device_io = flush_device_io
             scsi.is_multipath_running = multipath_running(scsi.is_multipath_running)
 
         def check_multipath(self, props):
@@ -222,6 +226,52 @@ def echo_scsi_command(path: str, content: str) -> None:
     is empty), so the write needs no helper program."""
     with open(path, "a") as f:
         f.write(content)
+
+
+BLKFLSBUF = 0x1261          # <linux/fs.h> _IO(0x12, 97): what `blockdev --flushbufs` asks
+FLUSH_TIMEOUT = 300.0       # os-brick's bound on one flush
+FLUSH_ATTEMPTS, FLUSH_INTERVAL = 3, 10.0     # and its retries
+
+
+def flush_device_io(device: str, timeout: float = FLUSH_TIMEOUT,
+                    attempts: int = FLUSH_ATTEMPTS, interval: float = FLUSH_INTERVAL) -> None:
+    """os-brick's LinuxSCSI.flush_device_io (before a device is removed: its
+    dirty buffers written, its cache dropped) as the ioctl `blockdev
+    --flushbufs` makes, without running that program; bounded and retried
+    as os-brick bounds and retries the program. A flush stuck on a broken
+    session is left to finish in its thread (the kernel fails its I/O after
+    the session's replacement timeout), as a stuck `blockdev` would be."""
+    if not os.path.exists(device):
+        return
+    for attempt in range(1, attempts + 1):
+        try:
+            _flush_within(device, timeout)
+            return
+        except OSError:
+            if attempt == attempts:
+                raise
+            time.sleep(interval)
+
+
+def _flush_within(device: str, timeout: float) -> None:
+    failed: list[OSError] = []
+
+    def flush() -> None:
+        try:
+            fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, BLKFLSBUF, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            failed.append(exc)
+    worker = threading.Thread(target=flush, name="flush", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"flushing {device} took over {timeout:.0f} s")
+    if failed:
+        raise failed[0]
 
 
 UDEV_CONTROL = "/run/udev/control"     # udevd's socket: there only while udevd runs

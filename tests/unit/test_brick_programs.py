@@ -98,3 +98,58 @@ def test_multipathd_is_asked_only_where_it_listens(tmp_path, monkeypatch):
 
 def test_unreadable_socket_list_lets_os_brick_ask(tmp_path):
     assert brick.multipathd_listening(str(tmp_path / "missing")) is True
+
+
+# -- the flush before a device is removed: an ioctl, not `blockdev` ------------
+@pytest.fixture
+def ioctls(monkeypatch):
+    import fcntl
+    calls: list[int] = []
+    answers: list[BaseException | None] = []
+
+    def ioctl(fd, request, arg=0):
+        calls.append(request)
+        answer = answers.pop(0) if answers else None
+        if answer is not None:
+            raise answer
+        return 0
+    monkeypatch.setattr(fcntl, "ioctl", ioctl)
+    return calls, answers
+
+
+def test_a_flush_is_blockdevs_ioctl_in_this_process(tmp_path, ioctls):
+    calls, _ = ioctls
+    dev = tmp_path / "sdx"
+    dev.write_bytes(b"")
+    brick.flush_device_io(str(dev))
+    assert calls == [brick.BLKFLSBUF]
+    brick.flush_device_io(str(tmp_path / "gone"))      # no device: nothing, as os-brick
+    assert calls == [brick.BLKFLSBUF]
+
+
+def test_a_failed_flush_is_retried_then_raised(tmp_path, ioctls):
+    import errno
+    calls, answers = ioctls
+    dev = tmp_path / "sdx"
+    dev.write_bytes(b"")
+    answers += [OSError(errno.EIO, "I/O error"), None]
+    brick.flush_device_io(str(dev), interval=0)
+    assert len(calls) == 2
+    answers += [OSError(errno.EIO, "I/O error")] * 3
+    with pytest.raises(OSError, match="I/O error"):
+        brick.flush_device_io(str(dev), interval=0)
+    assert len(calls) == 5
+
+
+def test_a_stuck_flush_is_given_up_after_its_bound(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+    release = threading.Event()
+    monkeypatch.setattr(fcntl, "ioctl", lambda *a: release.wait(30))
+    dev = tmp_path / "sdx"
+    dev.write_bytes(b"")
+    try:
+        with pytest.raises(TimeoutError, match="took over"):
+            brick.flush_device_io(str(dev), timeout=0.2, attempts=1)
+    finally:
+        release.set()

@@ -93,6 +93,7 @@ BRICK_METHODS = [
     ("LinuxSCSI.get_sysfs_wwn", ["device_names", "mpath"]),
     ("LinuxSCSI.device_name_by_hctl", ["session", "hctl"]),
     ("LinuxSCSI.echo_scsi_command", ["path", "content"]),
+    ("LinuxSCSI.flush_device_io", ["device"]),
 ]
 
 

@@ -169,7 +169,7 @@ def brick_as_is() -> Iterator[None]:
     (CHAP secrets still kept off argv): the connector from os-brick's
     all-protocol get_connector_properties (six programs), os-brick's own
     looks for the WWN and the disk with their fixed 1 s sleeps after a miss,
-    sysfs writes through `tee`, the scan/CHAP/startup settings, the record
+    sysfs writes through `tee`, `blockdev --flushbufs`, the scan/CHAP/startup settings, the record
     check, the node and session lists and the discovery database through
     iscsiadm, multipathd always asked."""
     from os_brick.initiator import connector
@@ -187,6 +187,8 @@ def brick_as_is() -> Iterator[None]:
         for name in ("check_multipath", "_run_iscsiadm", "_get_iscsi_nodes"):
             setattr(conn, name, functools.partial(getattr(ISCSIConnector, name), conn))
         conn._linuxscsi.is_multipath_running = LinuxSCSI.is_multipath_running
+        conn._linuxscsi.flush_device_io = functools.partial(LinuxSCSI.flush_device_io,
+                                                            conn._linuxscsi)
         return conn
 
     def connector_properties(my_ip, multipath):
