@@ -89,3 +89,11 @@ def test_a_page_cache_backing_is_never_asynchronous(tmp_path, writes, write_back
             write_back=write_back)
     assert not any("fd_async_io" in v for _, v in writes)
     assert (("/fileio_7/volume-x/control", "fd_buffered_io=1") in writes) == write_back
+
+
+def test_the_reservations_folder_is_made_0700(tmp_path):
+    dbroot = tmp_path / "target"
+    dbroot.mkdir()
+    build.ensure_reservation_dir(str(dbroot))
+    build.ensure_reservation_dir(str(dbroot))          # again: nothing to do
+    assert (dbroot / "pr").is_dir() and ((dbroot / "pr").stat().st_mode & 0o777) == 0o700

@@ -106,6 +106,8 @@ class LioBackend(TargetBackend):
                 self._dbroot = rtslib_fb.RTSRoot().dbroot
                 fabric = FabricModule("iscsi")
                 fabric._check_self()
+            with translated(f"making {self._dbroot}/pr for persistent reservations"):
+                build.ensure_reservation_dir(self._dbroot)
             self._fabric = fabric
         return self._fabric
 

@@ -55,6 +55,16 @@ def configure_storage_object(so: str, backing: Backing, serial: str, *,
     restore_reservations(so, dbroot, serial)
 
 
+def ensure_reservation_dir(dbroot: str) -> None:
+    """The folder the kernel writes persistent reservations made with APTPL
+    into (``<dbroot>/pr/aptpl_<serial>``): it never makes it, and without it
+    such a PERSISTENT RESERVE OUT fails. Its files hold reservation keys:
+    0700, root's."""
+    path = os.path.join(dbroot, "pr")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def restore_reservations(so: str, dbroot: str, serial: str) -> None:
     """Persistent reservations with APTPL outlive a reboot only in the file
     the kernel keeps under its dbroot: hand them back to the new object."""
