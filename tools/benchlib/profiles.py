@@ -24,6 +24,7 @@ class Profile:
     fio_size: str = "512M"
     idle_window: float = 30.0
     steady_runs: int = 0                    # item 6: periodic runs timed; 0: one whole round
+    reconcile_only: bool = False            # each stage: its restore, footprint and reconciles
     spares: int = 40
     tcli_cap_s: dict = field(default_factory=dict)   # per stage, seconds
     budget_s: float = 3600.0                # the whole run in the VM
@@ -45,4 +46,10 @@ QUICK = Profile("quick", stages=(1, 20), ours_samples=5, rts_samples={1: 2, 20: 
                 spares=36,
                 tcli_cap_s={1: 900, 20: 60}, budget_s=1500.0, reserve_s=60.0)
 
-PROFILES = {"full": FULL, "quick": QUICK}
+# Item 6 alone at the size that matters: the restore, the idle footprint, a
+# restart (every volume compared in full) and a round of periodic runs.
+STEADY = Profile("steady", stages=(1000,), ours_samples=0, rts_samples={}, tcli_samples={},
+                 restore_ns=(), concurrency_stage=0, idle_window=20.0, reconcile_only=True,
+                 budget_s=1800.0, reserve_s=120.0)
+
+PROFILES = {"full": FULL, "quick": QUICK, "steady": STEADY}

@@ -202,6 +202,11 @@ class Run:
         p = self.p
         self.section("restore_ours", str(n), self.start_stage, n)
         self.section("footprint", str(n), ours.footprint, self.daemon.proc.pid, p.idle_window)
+        if p.reconcile_only:
+            self.section("restart_ours", str(n), self.restart)
+            self.section("steady_ours", str(n), self.steady)
+            self.daemon.stop()
+            return
         self.section("control_ours", str(n), ours.control_plane, self.daemon.token,
                      self.spares[:4], p.ours_samples, self.daemon.proc.pid)
         self.section("control_rtslib", str(n), self.rts, n, p.rts_samples.get(n, 1))
@@ -262,7 +267,7 @@ class Run:
             finally:
                 if self.daemon:
                     self.daemon.stop()
-        if len(self.p.stages) < 2:
+        if len(self.p.stages) < 2 and self.p.restore_ns:
             self.restore_pairs()
         self.section("cleanup", "all", final_cleanup)
         self.res.data["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
