@@ -110,6 +110,9 @@ class Reconciler:
         # run of a process compares every volume in full.
         self.full_every = max(1, full_every)
         self._runs = 0
+        # The last steady run's store snapshot and the store's generation
+        # before it was read: reused while nothing was committed since.
+        self._snapshot: tuple[int, list[Volume], dict[str, list[Attachment]]] | None = None
 
     def run(self, exclusive: bool = False) -> Report:
         """One pass over every volume. ``exclusive``: nothing else changes the
@@ -128,8 +131,12 @@ class Reconciler:
         restoring = not exports
         if restoring:
             LOG.info("reconcile: LIO holds nothing of ours; building each export from the store")
-        rows = self._attachments_by_volume() if exclusive or not restoring else None
-        vols = self.store.volumes()
+        if restoring:
+            self._snapshot = None
+            rows = self._attachments_by_volume() if exclusive else None
+            vols = self.store.volumes()
+        else:
+            vols, rows = self._steady_snapshot()
 
         def check(vol: Volume) -> Report:
             if not restoring and rows is not None:
@@ -214,6 +221,19 @@ class Reconciler:
         settled = self.store.settle_volume(vol.id, st.ATTACHABLE, st.volume_status_for)
         if settled:
             _status_fixed(vol, settled, report)
+
+    def _steady_snapshot(self) -> tuple[list[Volume], dict[str, list[Attachment]]]:
+        """Every volume and its rows, read again only if something was
+        committed since the last read: a quiet node's runs read LIO, not
+        the store. (A look that finds a difference reads the store again,
+        under the volume's lock, before it repairs anything.)"""
+        generation = self.store.generation()
+        if self._snapshot is not None and self._snapshot[0] == generation:
+            return self._snapshot[1], self._snapshot[2]
+        rows = self._attachments_by_volume()
+        vols = self.store.volumes()
+        self._snapshot = (generation, vols, rows)
+        return vols, rows
 
     def _attachments_by_volume(self) -> dict[str, list[Attachment]]:
         by_volume: dict[str, list[Attachment]] = {}

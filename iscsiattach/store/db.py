@@ -159,6 +159,8 @@ class Store:
         self._lock = threading.Lock()           # guards _idle and _open
         self._idle: list[sqlite3.Connection] = []
         self._open = 0
+        self._watch: sqlite3.Connection | None = None     # only asks data_version
+        self._watch_lock = threading.Lock()
 
     # -- connections --------------------------------------------------------
     @property
@@ -265,8 +267,23 @@ class Store:
         with self._lock:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
+        with self._watch_lock:
+            if self._watch is not None:
+                idle.append(self._watch)
+                self._watch = None
         for conn in idle:
             conn.close()
+
+    def generation(self) -> int:
+        """A number that changes whenever a change is committed to the store,
+        by this process or another: SQLite's data_version, asked on a
+        connection of its own that never writes (one beyond max_open), so
+        every commit is another connection's. Read before a snapshot, it
+        tells whether the snapshot can still be used."""
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = self._connect()
+            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
 
     # -- schema ---------------------------------------------------------------
     def upgrade(self) -> None:

@@ -469,3 +469,39 @@ def test_storage_left_without_a_target_is_removed_once_a_round(services, fake_ta
     removed = [services.reconciler.run().orphans_removed for _ in range(3)]
     assert removed == [0, 0, 1]         # runs 2 and 3 of the round, then its first
     assert not fake_target.exists(orphan)
+
+
+# -- the store read once while nothing is committed ---------------------------
+def _count_store_reads(services, monkeypatch) -> list[str]:
+    reads: list[str] = []
+    for name in ("volumes", "attachments"):
+        real = getattr(services.store, name)
+        monkeypatch.setattr(services.store, name,
+                            lambda *a, _n=name, _r=real, **k: reads.append(_n) or _r(*a, **k))
+    return reads
+
+
+def test_a_quiet_run_reuses_the_last_snapshot_of_the_store(services, fake_target, monkeypatch):
+    vol, _ = _two_attached(services)
+    services.reconciler.run()
+    reads = _count_store_reads(services, monkeypatch)
+    assert services.reconciler.run().changed == 0
+    assert reads == []                          # nothing committed since: no store read
+    # Drift in LIO alone (the store unchanged) is still found on the old snapshot.
+    fake_target.targets[fake_target.target_iqn(vol.id)].acls.pop(A)
+    report = services.reconciler.run()
+    assert report.volumes_repaired == 1 and A in fake_target.inspect(vol.id).acls
+    assert "volumes" not in reads               # the locked look read only this volume's rows
+
+
+def test_a_commit_makes_the_next_run_read_the_store_again(services, fake_target, monkeypatch):
+    vol, _ = _two_attached(services)
+    services.reconciler.run()
+    before = services.store.generation()
+    assert services.store.generation() == before            # asking changes nothing
+    other, _ = _two_attached(services)                      # commits
+    assert services.store.generation() != before
+    reads = _count_store_reads(services, monkeypatch)
+    report = services.reconciler.run()
+    assert {"volumes", "attachments"} <= set(reads)
+    assert report.volumes_checked == 2 and report.changed == 0
