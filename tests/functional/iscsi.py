@@ -198,7 +198,11 @@ class Node:
         out = []
         for s in glob.glob("/sys/class/iscsi_session/session*"):
             try:
-                if Path(s, "targetname").read_text().strip() == self.iqn:
+                # With an iface, only its own session: several ifaces (hosts
+                # played by one machine) may be logged in to one target.
+                if Path(s, "targetname").read_text().strip() == self.iqn and (
+                        not self.iface or
+                        Path(s, "ifacename").read_text().strip() == self.iface):
                     out.append(Path(s))
             except OSError:
                 pass
