@@ -279,9 +279,8 @@ class LioBackend(TargetBackend):
 
     def exists(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
-        with self._locked(volume_id), translated(f"looking up volume {volume_id}"):
-            return configfs.is_dir(self._target_dir(volume_id)) or \
-                self._find_storage_object(volume_id) is not None
+        with self._locked(volume_id):
+            return self.peek_exists(volume_id)
 
     def peek_exists(self, volume_id: str) -> bool:
         validate_volume_id(volume_id)
@@ -300,8 +299,8 @@ class LioBackend(TargetBackend):
             return sorted(configfs.volume_ids(self.prefix, backstores))
 
     def inspect(self, volume_id: str) -> ExportState | None:
-        """Plain reads of this export's folders (inspect.py): the steady
-        reconcile pass calls this for every volume."""
+        """Plain reads of this export's folders (inspect.py), under the
+        volume's lock; the reconciler's lockless look is peek()/outline()."""
         validate_volume_id(volume_id)
         with self._locked(volume_id), translated(f"inspecting volume {volume_id}"):
             return self.peek(volume_id)
